@@ -1,0 +1,180 @@
+"""Dataset base types: every reader yields ``images`` float [0, 1] ``(N, 3, H, W)`` and ``labels`` int64."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset
+
+
+class Batch(NamedTuple):
+    """One batch: dataset ``indices`` (for per-sample generators), ``images`` and ``labels``.
+
+    Shape:
+        indices ``(N,)`` int64, images ``(N, C, H, W)`` float32 in [0, 1], labels ``(N,)`` int64.
+    """
+
+    indices: Tensor
+    images: Tensor
+    labels: Tensor
+
+
+class ImageDataset(Dataset):
+    """Map-style dataset of ``(image (C, H, W) float32 in [0, 1], label int)``.
+
+    Subclasses set ``name``, ``split``, ``class_names`` and ``info`` (where the data came from and any
+    preprocessing applied, recorded in the store), and implement ``__len__`` and ``__getitem__``. Readers that hold
+    their data in memory override :meth:`get_batch` with a vectorised version.
+    """
+
+    name: str = "dataset"
+    split: str = "test"
+    class_names: list[str]
+    info: dict[str, Any]
+
+    def __len__(self) -> int:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def __getitem__(self, index: int) -> tuple[Tensor, int]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def get_batch(self, indices: Sequence[int] | Tensor) -> tuple[Tensor, Tensor]:
+        """Images ``(N, C, H, W)`` and labels ``(N,)`` for ``indices``."""
+        items = [self[int(i)] for i in indices]
+        images = torch.stack([im for im, _ in items])
+        labels = torch.tensor([lab for _, lab in items], dtype=torch.int64)
+        return images, labels
+
+    # DataLoader calls __getitems__ with a whole batch of indices when present (torch >= 2.0)
+    def __getitems__(self, indices: list[int]) -> Batch:
+        images, labels = self.get_batch(indices)
+        return Batch(torch.as_tensor(indices, dtype=torch.int64), images, labels)
+
+
+def _to_float_nchw(images: np.ndarray | Tensor) -> Tensor:
+    t = torch.from_numpy(np.ascontiguousarray(images)) if isinstance(images, np.ndarray) else images
+    if t.dtype == torch.uint8:
+        # HWC uint8 as stored on disk -> CHW float
+        return t.permute(0, 3, 1, 2).float().div_(255.0)
+    return t.float()
+
+
+class ArrayDataset(ImageDataset):
+    """An in-memory dataset over uint8 ``(N, H, W, C)`` arrays or float ``(N, C, H, W)`` tensors.
+
+    Args:
+        images: uint8 HWC pixels (as stored by CIFAR files) or float CHW pixels in [0, 1].
+        labels: integer labels ``(N,)``.
+        class_names: one name per class.
+        name: dataset name recorded in the store.
+        split: split name recorded in the store.
+        info: provenance recorded in the store.
+    """
+
+    def __init__(
+        self,
+        images: np.ndarray | Tensor,
+        labels: np.ndarray | Tensor | Sequence[int],
+        *,
+        class_names: Sequence[str],
+        name: str,
+        split: str = "test",
+        info: dict[str, Any] | None = None,
+    ) -> None:
+        if images.ndim != 4:
+            raise ValueError(f"{name}: images must be 4-D (N, H, W, C) uint8 or (N, C, H, W) float, got {images.shape}")
+        is_uint8 = (images.dtype == np.uint8) if isinstance(images, np.ndarray) else images.dtype == torch.uint8
+        if is_uint8 and images.shape[-1] not in (1, 3):
+            raise ValueError(f"{name}: uint8 images must be (N, H, W, C) with C in (1, 3), got {images.shape}")
+        if not is_uint8 and images.shape[1] not in (1, 3):
+            raise ValueError(f"{name}: float images must be (N, C, H, W) with C in (1, 3), got {tuple(images.shape)}")
+        self._images = images
+        self._uint8 = is_uint8
+        self.labels = torch.as_tensor(np.asarray(labels), dtype=torch.int64)
+        if len(self.labels) != len(images):
+            raise ValueError(f"{name}: {len(images)} images but {len(self.labels)} labels")
+        self.class_names = list(class_names)
+        self.name = name
+        self.split = split
+        self.info = dict(info or {})
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int) -> tuple[Tensor, int]:
+        images, labels = self.get_batch([index])
+        return images[0], int(labels[0])
+
+    def get_batch(self, indices: Sequence[int] | Tensor) -> tuple[Tensor, Tensor]:
+        idx = np.asarray(indices.tolist() if isinstance(indices, Tensor) else indices, dtype=np.int64)
+        if isinstance(self._images, np.ndarray):
+            images = _to_float_nchw(self._images[idx])
+        else:
+            images = _to_float_nchw(self._images[torch.from_numpy(idx)])
+        return images, self.labels[torch.from_numpy(idx)]
+
+
+class Subset(ImageDataset):
+    """A view of the first ``n`` (or the given) indices of a dataset, keeping its original indices in batches."""
+
+    def __init__(self, dataset: ImageDataset, indices: Sequence[int]) -> None:
+        self.dataset = dataset
+        self.indices = [int(i) for i in indices]
+        self.name = dataset.name
+        self.split = dataset.split
+        self.class_names = dataset.class_names
+        self.info = dict(dataset.info, subset=len(self.indices))
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, index: int) -> tuple[Tensor, int]:
+        return self.dataset[self.indices[index]]
+
+    def get_batch(self, indices: Sequence[int] | Tensor) -> tuple[Tensor, Tensor]:
+        return self.dataset.get_batch([self.indices[int(i)] for i in indices])
+
+
+def _identity(batch: Batch) -> Batch:
+    return batch
+
+
+def iter_batches(
+    dataset: ImageDataset,
+    batch_size: int = 128,
+    *,
+    indices: Sequence[int] | None = None,
+    num_workers: int = 0,
+    pin_memory: bool = False,
+) -> Iterator[Batch]:
+    """Stream ``dataset`` in order as :class:`Batch` es without loading it whole.
+
+    Args:
+        dataset: any :class:`ImageDataset`.
+        batch_size: samples per batch.
+        indices: the dataset indices to visit (default: all, in order). Batches report these indices.
+        num_workers: DataLoader worker processes (useful for image folders that decode JPEGs).
+        pin_memory: pin batches for faster host-to-GPU copies.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    order = list(range(len(dataset))) if indices is None else [int(i) for i in indices]
+    chunks = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    if num_workers == 0:
+        for chunk in chunks:
+            images, labels = dataset.get_batch(chunk)
+            yield Batch(torch.as_tensor(chunk, dtype=torch.int64), images, labels)
+        return
+    # the sampler hands whole index lists to __getitems__, so decoding happens batched inside workers
+    loader = DataLoader(
+        dataset, batch_sampler=chunks, num_workers=num_workers, pin_memory=pin_memory, collate_fn=_identity
+    )
+    yield from loader
