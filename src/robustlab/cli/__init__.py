@@ -1,0 +1,23 @@
+"""The ``robustlab`` command line: each verb module registers thin commands on the shared typer app."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+from robustlab.cli._app import app
+
+# importing the verb modules registers their commands
+from robustlab.cli import demo as _demo  # noqa: E402,F401
+from robustlab.cli import models as _models  # noqa: E402,F401
+from robustlab.cli import results as _results  # noqa: E402,F401
+from robustlab.cli import train as _train  # noqa: E402,F401
+
+__all__ = ["app", "main"]
+
+
+def main() -> None:
+    """Console-script entry point."""
+    logging.basicConfig(level=os.environ.get("ROBUSTLAB_LOG", "WARNING").upper(), format="%(levelname)s %(message)s")
+    sys.exit(app())

@@ -1,0 +1,57 @@
+"""Helpers shared by the CLI verbs: turning library errors into one-line messages, progress bars."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+console = Console()
+err_console = Console(stderr=True)
+
+# errors a user can fix: shown as one line, never as a traceback
+USER_ERRORS = (ValueError, FileNotFoundError, RuntimeError, ImportError, KeyError)
+
+
+@contextlib.contextmanager
+def user_errors() -> Iterator[None]:
+    """Print library errors caused by bad input as a one-line message and exit with status 1."""
+    try:
+        yield
+    except USER_ERRORS as exc:
+        msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
+        err_console.print(f"[bold red]error:[/] {msg}", highlight=False)
+        raise typer.Exit(1) from None
+
+
+def make_progress() -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=err_console,
+        transient=False,
+    )
+
+
+def progress_callback(progress: Progress, task_id: Any) -> Callable[[dict[str, Any]], None]:
+    """Adapt the library's event callbacks (``{"kind": ..., "step": ..., "total": ...}``) to a rich task."""
+
+    def callback(event: dict[str, Any]) -> None:
+        total = event.get("total")
+        if total is not None:
+            progress.update(task_id, total=total)
+        if "completed" in event:
+            progress.update(task_id, completed=event["completed"])
+        elif "step" in event:
+            progress.update(task_id, completed=event["step"])
+        if "description" in event:
+            progress.update(task_id, description=event["description"])
+
+    return callback
