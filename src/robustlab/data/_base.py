@@ -7,8 +7,11 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import torch
+from PIL import Image
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
+
+from robustlab.data.preprocess import Preprocess
 
 
 class Batch(NamedTuple):
@@ -27,12 +30,15 @@ class ImageDataset(Dataset):
     """Map-style dataset of ``(image (C, H, W) float32 in [0, 1], label int)``.
 
     Subclasses set ``name``, ``split``, ``class_names`` and ``info`` (where the data came from and any
-    preprocessing applied, recorded in the store), and implement ``__len__`` and ``__getitem__``. Readers that hold
-    their data in memory override :meth:`get_batch` with a vectorised version.
+    preprocessing applied, recorded in the store), and implement ``__len__`` and ``__getitem__``. Readers
+    that hold their data in memory override :meth:`get_batch` with a vectorised version. ``pre_cropped``
+    marks benchmark images already at their evaluation size (ImageNet-C): they are never resized or cropped
+    again.
     """
 
     name: str = "dataset"
     split: str = "test"
+    pre_cropped: bool = False
     class_names: list[str]
     info: dict[str, Any]
 
@@ -53,14 +59,31 @@ class ImageDataset(Dataset):
         labels = torch.tensor([lab for _, lab in items], dtype=torch.int64)
         return images, labels
 
+    def original_indices(self, positions: Sequence[int]) -> list[int]:
+        """The sample indices reported in batches for ``positions`` of this dataset (views map them back)."""
+        return [int(i) for i in positions]
+
+    def with_preprocess(self, preprocess: Preprocess | None) -> ImageDataset:
+        """A view of this dataset with ``preprocess`` replacing (never composing with) the current one.
+
+        Raises:
+            ValueError: this dataset type cannot be preprocessed.
+        """
+        raise ValueError(f"{self.name}: {type(self).__name__} does not support preprocessing")
+
     # DataLoader calls __getitems__ with a whole batch of indices when present (torch >= 2.0)
     def __getitems__(self, indices: list[int]) -> Batch:
         images, labels = self.get_batch(indices)
-        return Batch(torch.as_tensor(indices, dtype=torch.int64), images, labels)
+        return Batch(torch.as_tensor(self.original_indices(indices), dtype=torch.int64), images, labels)
 
 
 def _to_float_nchw(images: np.ndarray | Tensor) -> Tensor:
-    t = torch.from_numpy(np.ascontiguousarray(images)) if isinstance(images, np.ndarray) else images
+    if isinstance(images, np.ndarray):
+        array = np.ascontiguousarray(images)
+        # torch warns on read-only buffers (PIL pixels, memory maps); the float conversion copies anyway
+        t = torch.from_numpy(array if array.flags.writeable else array.copy())
+    else:
+        t = images
     if t.dtype == torch.uint8:
         # HWC uint8 as stored on disk -> CHW float
         return t.permute(0, 3, 1, 2).float().div_(255.0)
@@ -77,6 +100,11 @@ class ArrayDataset(ImageDataset):
         name: dataset name recorded in the store.
         split: split name recorded in the store.
         info: provenance recorded in the store.
+        preprocess: resize / crop applied per batch (uint8 images through PIL, exactly like timm; float images
+            through :meth:`Preprocess.apply_tensor`). Recorded in ``info["preprocess"]``.
+
+    Raises:
+        ValueError: wrong rank, channel layout or a label count that does not match the images.
     """
 
     def __init__(
@@ -88,14 +116,23 @@ class ArrayDataset(ImageDataset):
         name: str,
         split: str = "test",
         info: dict[str, Any] | None = None,
+        preprocess: Preprocess | None = None,
     ) -> None:
         if images.ndim != 4:
-            raise ValueError(f"{name}: images must be 4-D (N, H, W, C) uint8 or (N, C, H, W) float, got {images.shape}")
-        is_uint8 = (images.dtype == np.uint8) if isinstance(images, np.ndarray) else images.dtype == torch.uint8
+            raise ValueError(
+                f"{name}: images must be 4-D (N, H, W, C) uint8 or (N, C, H, W) float, got {images.shape}"
+            )
+        is_uint8 = (
+            (images.dtype == np.uint8) if isinstance(images, np.ndarray) else images.dtype == torch.uint8
+        )
         if is_uint8 and images.shape[-1] not in (1, 3):
-            raise ValueError(f"{name}: uint8 images must be (N, H, W, C) with C in (1, 3), got {images.shape}")
+            raise ValueError(
+                f"{name}: uint8 images must be (N, H, W, C) with C in (1, 3), got {images.shape}"
+            )
         if not is_uint8 and images.shape[1] not in (1, 3):
-            raise ValueError(f"{name}: float images must be (N, C, H, W) with C in (1, 3), got {tuple(images.shape)}")
+            raise ValueError(
+                f"{name}: float images must be (N, C, H, W) with C in (1, 3), got {tuple(images.shape)}"
+            )
         self._images = images
         self._uint8 = is_uint8
         self.labels = torch.as_tensor(np.asarray(labels), dtype=torch.int64)
@@ -104,10 +141,24 @@ class ArrayDataset(ImageDataset):
         self.class_names = list(class_names)
         self.name = name
         self.split = split
+        self.preprocess = preprocess
         self.info = dict(info or {})
+        self.info["preprocess"] = preprocess.describe() if preprocess is not None else None
 
     def __len__(self) -> int:
         return len(self.labels)
+
+    def with_preprocess(self, preprocess: Preprocess | None) -> ArrayDataset:
+        """The same arrays (not copied) with ``preprocess`` replacing the current preprocessing."""
+        return ArrayDataset(
+            self._images,
+            self.labels,
+            class_names=self.class_names,
+            name=self.name,
+            split=self.split,
+            info=self.info,
+            preprocess=preprocess,
+        )
 
     def __getitem__(self, index: int) -> tuple[Tensor, int]:
         images, labels = self.get_batch([index])
@@ -115,15 +166,34 @@ class ArrayDataset(ImageDataset):
 
     def get_batch(self, indices: Sequence[int] | Tensor) -> tuple[Tensor, Tensor]:
         idx = np.asarray(indices.tolist() if isinstance(indices, Tensor) else indices, dtype=np.int64)
-        if isinstance(self._images, np.ndarray):
-            images = _to_float_nchw(self._images[idx])
+        raw = (
+            self._images[idx] if isinstance(self._images, np.ndarray) else self._images[torch.from_numpy(idx)]
+        )
+        if self.preprocess is not None and self._uint8:
+            # PIL per image: the same pixels timm's eval transform produces from these uint8 images
+            arr = raw if isinstance(raw, np.ndarray) else raw.numpy()
+            channels = arr.shape[-1]
+            out = [
+                np.asarray(self.preprocess(Image.fromarray(a[..., 0] if channels == 1 else a))).reshape(
+                    *self.preprocess.output_size(a.shape[:2]), channels
+                )
+                for a in arr
+            ]
+            images = _to_float_nchw(np.stack(out))
         else:
-            images = _to_float_nchw(self._images[torch.from_numpy(idx)])
+            images = _to_float_nchw(raw)
+            if self.preprocess is not None:
+                images = self.preprocess.apply_tensor(images)
         return images, self.labels[torch.from_numpy(idx)]
 
 
 class Subset(ImageDataset):
-    """A view of the first ``n`` (or the given) indices of a dataset, keeping its original indices in batches."""
+    """A view of the given indices of a dataset, keeping the original indices in batches.
+
+    ``subset[i]`` is ``dataset[indices[i]]``; :class:`Batch` es from :func:`iter_batches` report
+    ``indices[i]``, so per-sample generators give a sample the same randomness in the subset as in the whole
+    dataset.
+    """
 
     def __init__(self, dataset: ImageDataset, indices: Sequence[int]) -> None:
         self.dataset = dataset
@@ -131,6 +201,7 @@ class Subset(ImageDataset):
         self.name = dataset.name
         self.split = dataset.split
         self.class_names = dataset.class_names
+        self.pre_cropped = dataset.pre_cropped
         self.info = dict(dataset.info, subset=len(self.indices))
 
     def __len__(self) -> int:
@@ -141,6 +212,13 @@ class Subset(ImageDataset):
 
     def get_batch(self, indices: Sequence[int] | Tensor) -> tuple[Tensor, Tensor]:
         return self.dataset.get_batch([self.indices[int(i)] for i in indices])
+
+    def original_indices(self, positions: Sequence[int]) -> list[int]:
+        return self.dataset.original_indices([self.indices[int(i)] for i in positions])
+
+    def with_preprocess(self, preprocess: Preprocess | None) -> Subset:
+        """The same subset of ``dataset.with_preprocess(preprocess)``."""
+        return Subset(self.dataset.with_preprocess(preprocess), self.indices)
 
 
 def _identity(batch: Batch) -> Batch:
@@ -160,18 +238,33 @@ def iter_batches(
     Args:
         dataset: any :class:`ImageDataset`.
         batch_size: samples per batch.
-        indices: the dataset indices to visit (default: all, in order). Batches report these indices.
+        indices: the dataset indices to visit (default: all, in order). Batches report these indices
+            (mapped back to the underlying dataset for a :class:`Subset`).
         num_workers: DataLoader worker processes (useful for image folders that decode JPEGs).
         pin_memory: pin batches for faster host-to-GPU copies.
+
+    Returns:
+        An iterator of :class:`Batch` in the order of ``indices``.
+
+    Shape:
+        images ``(B, C, H, W)`` float in [0, 1], labels and indices ``(B,)`` int64, ``B <= batch_size``.
+
+    Raises:
+        ValueError: ``batch_size`` < 1, ``num_workers`` < 0 or an index outside the dataset.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if num_workers < 0:
+        raise ValueError(f"num_workers must be >= 0, got {num_workers}")
     order = list(range(len(dataset))) if indices is None else [int(i) for i in indices]
+    bad = [i for i in order if not 0 <= i < len(dataset)]
+    if bad:
+        raise ValueError(f"indices must lie in [0, {len(dataset)}) for {dataset.name}, got {bad[:5]}")
     chunks = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
     if num_workers == 0:
         for chunk in chunks:
             images, labels = dataset.get_batch(chunk)
-            yield Batch(torch.as_tensor(chunk, dtype=torch.int64), images, labels)
+            yield Batch(torch.as_tensor(dataset.original_indices(chunk), dtype=torch.int64), images, labels)
         return
     # the sampler hands whole index lists to __getitems__, so decoding happens batched inside workers
     loader = DataLoader(
