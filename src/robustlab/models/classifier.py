@@ -12,8 +12,8 @@ from torch import Tensor, nn
 class Classifier(nn.Module):
     """Wraps a network so it takes [0, 1] RGB pixels and normalises them itself.
 
-    Attacks, corruptions and noise act on pixels before this module, so their budgets mean the same thing for every
-    model whatever its normalisation (CLIP vs ImageNet statistics, TF-Lite's (x*255-127)/128).
+    Attacks, corruptions and noise act on pixels before this module, so their budgets mean the same thing for
+    every model whatever its normalisation (CLIP vs ImageNet statistics, TF-Lite's (x*255-127)/128).
 
     Args:
         net: the network; takes normalised images, returns logits ``(N, K)``.
@@ -22,7 +22,8 @@ class Classifier(nn.Module):
         input_size: ``(C, H, W)`` the network expects.
         class_names: one name per output logit.
         name: the spec this model was created from (recorded in the store).
-        crop_pct: centre-crop fraction used by evaluation preprocessing (resize to ``H / crop_pct``, crop ``H``).
+        crop_pct: centre-crop fraction used by evaluation preprocessing (resize to ``H / crop_pct``, crop
+            ``H``).
         interpolation: resize interpolation of the evaluation preprocessing.
         family: ``"cnn"``, ``"vit"``, ``"hybrid"`` or ``"clip"``; tells probes what to look for.
 
@@ -32,6 +33,9 @@ class Classifier(nn.Module):
 
     mean: Tensor
     std: Tensor
+    # The buildable spec of the architecture ("cifar:resnet20"); create_model sets it, save_checkpoint records
+    # it. It differs from ``name`` for models loaded from "file:" checkpoints.
+    arch: str = ""
 
     def __init__(
         self,
@@ -52,8 +56,10 @@ class Classifier(nn.Module):
         if any(s <= 0 for s in std):
             raise ValueError(f"std must be positive, got {tuple(std)}")
         self.net = net
-        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
+        mean_t = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
+        std_t = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
+        self.register_buffer("mean", mean_t, persistent=False)
+        self.register_buffer("std", std_t, persistent=False)
         self.input_size = tuple(int(v) for v in input_size)
         self.class_names = list(class_names)
         self.name = name
@@ -96,4 +102,7 @@ class Classifier(nn.Module):
         return self.net(self.normalize(images))
 
     def extra_repr(self) -> str:
-        return f"name={self.name!r}, input_size={self.input_size}, classes={self.num_classes}, family={self.family!r}"
+        return (
+            f"name={self.name!r}, input_size={self.input_size}, classes={self.num_classes}, "
+            f"family={self.family!r}"
+        )

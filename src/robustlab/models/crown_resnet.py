@@ -1,0 +1,154 @@
+"""The BatchNorm-free CIFAR ResNets of alpha-beta-CROWN (VNN-COMP 2021 "cifar10_resnet": ResNet-2B/4B).
+
+Adversarially trained (L-inf PGD, eps = 2/255) by Wang et al. 2021. Every convolution has a bias, shortcuts
+are 1x1 convolutions when the shape changes, and the head flattens the feature map into two linear layers, so
+these models have no global-average-pool head (CAM does not apply to them). Key names follow the original
+files.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from robustlab.models._common import (
+    CIFAR10_CLASSES,
+    CIFAR10_MEAN,
+    CIFAR10_STD,
+    find_weights,
+    resolve_class_names,
+)
+from robustlab.models._weights import load_into, read_state_dict
+from robustlab.models._zoo import MODELS
+from robustlab.models.classifier import Classifier
+
+WEIGHTS_SUBDIR = "crown_resnet_cifar10_adv"
+
+
+class CrownBlock(nn.Module):
+    """conv3x3(stride)-ReLU-conv3x3, plus the shortcut, then ReLU; no normalisation layers.
+
+    Args:
+        in_planes: input channels.
+        planes: output channels.
+        stride: stride of the first convolution and of the 1x1 shortcut convolution.
+    """
+
+    def __init__(self, in_planes: int, planes: int, stride: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_planes, planes, kernel_size=3, stride=stride, padding=1)
+        self.conv2 = nn.Conv2d(planes, planes, kernel_size=3, stride=1, padding=1)
+        # an empty Sequential is the identity; the original code keeps it so the conv is named "shortcut.0"
+        self.shortcut = nn.Sequential()
+        if stride != 1 or in_planes != planes:
+            self.shortcut = nn.Sequential(nn.Conv2d(in_planes, planes, kernel_size=1, stride=stride))
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = self.conv2(F.relu(self.conv1(x)))
+        return F.relu(out + self.shortcut(x))
+
+
+class CrownResNet(nn.Module):
+    """Stem conv (stride 2), one or two stages of two blocks (first stride 2), flatten, linear-ReLU-linear.
+
+    Args:
+        in_planes: stem channels (8 for ResNet-2B, 16 for ResNet-4B).
+        stages: number of stages (1 for ResNet-2B, 2 for ResNet-4B); stage widths are ``2 * in_planes``.
+        num_classes: outputs.
+        image_size: input side length; fixes the flattened feature size.
+
+    Shape:
+        forward: ``(N, 3, image_size, image_size)`` normalised images -> ``(N, num_classes)``.
+    """
+
+    def __init__(self, in_planes: int, stages: int, num_classes: int = 10, image_size: int = 32) -> None:
+        super().__init__()
+        width = 2 * in_planes
+        self.conv1 = nn.Conv2d(3, in_planes, kernel_size=3, stride=2, padding=1)
+        self.layer1 = nn.Sequential(CrownBlock(in_planes, width, 2), CrownBlock(width, width, 1))
+        self.layer2 = None
+        if stages > 1:
+            self.layer2 = nn.Sequential(CrownBlock(width, width, 2), CrownBlock(width, width, 1))
+        side = image_size // 2 ** (1 + stages)
+        self.linear1 = nn.Linear(width * side * side, 100)
+        self.linear2 = nn.Linear(100, num_classes)
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        """The last convolutional feature map."""
+        x = self.layer1(F.relu(self.conv1(x)))
+        return self.layer2(x) if self.layer2 is not None else x
+
+    def forward_head(self, features: Tensor) -> Tensor:
+        """Flatten, then linear-ReLU-linear (not global average pooling)."""
+        return self.linear2(F.relu(self.linear1(features.flatten(1))))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.forward_head(self.forward_features(x))
+
+
+def _crown_resnet(
+    variant: str,
+    *,
+    pretrained: bool,
+    weights: str | os.PathLike[str] | None,
+    class_names: Sequence[str] | None,
+    num_classes: int | None,
+    data_dir: str | os.PathLike[str] | None,
+) -> Classifier:
+    spec = f"cifar:{variant}"
+    names = resolve_class_names(class_names, num_classes, default=CIFAR10_CLASSES, spec=spec)
+    in_planes, stages = {"resnet2b": (8, 1), "resnet4b": (16, 2)}[variant]
+    net = CrownResNet(in_planes, stages, num_classes=len(names))
+    if weights is not None or pretrained:
+        path = Path(weights) if weights is not None else find_weights(
+            data_dir, WEIGHTS_SUBDIR, f"{variant}.pth", spec=spec
+        )
+        skip = ("linear2.",) if weights is None and len(names) != len(CIFAR10_CLASSES) else ()
+        load_into(net, read_state_dict(path), path, skip_prefixes=skip)
+    return Classifier(
+        net,
+        mean=CIFAR10_MEAN,
+        std=CIFAR10_STD,
+        input_size=(3, 32, 32),
+        class_names=names,
+        name=spec,
+        family="cnn",
+    )
+
+
+@MODELS.register
+def cifar_resnet2b(
+    *,
+    pretrained: bool = True,
+    weights: str | os.PathLike[str] | None = None,
+    class_names: Sequence[str] | None = None,
+    num_classes: int | None = None,
+    data_dir: str | os.PathLike[str] | None = None,
+) -> Classifier:
+    """ResNet-2B for CIFAR-10 without BatchNorm, PGD-trained at eps 2/255 (alpha-beta-CROWN; 69% clean).
+
+    Arguments, return value and errors: as :func:`robustlab.models.create_model`.
+    """
+    return _crown_resnet("resnet2b", pretrained=pretrained, weights=weights, class_names=class_names,
+                         num_classes=num_classes, data_dir=data_dir)
+
+
+@MODELS.register
+def cifar_resnet4b(
+    *,
+    pretrained: bool = True,
+    weights: str | os.PathLike[str] | None = None,
+    class_names: Sequence[str] | None = None,
+    num_classes: int | None = None,
+    data_dir: str | os.PathLike[str] | None = None,
+) -> Classifier:
+    """ResNet-4B for CIFAR-10 without BatchNorm, PGD-trained at eps 2/255 (alpha-beta-CROWN; 77% clean).
+
+    Arguments, return value and errors: as :func:`robustlab.models.create_model`.
+    """
+    return _crown_resnet("resnet4b", pretrained=pretrained, weights=weights, class_names=class_names,
+                         num_classes=num_classes, data_dir=data_dir)
