@@ -6,18 +6,19 @@ import logging
 import os
 import sys
 
-from robustlab.cli._app import app
-
 # importing the verb modules registers their commands
 from robustlab.cli import demo as _demo  # noqa: E402,F401
 from robustlab.cli import models as _models  # noqa: E402,F401
 from robustlab.cli import results as _results  # noqa: E402,F401
 from robustlab.cli import train as _train  # noqa: E402,F401
+from robustlab.cli._app import app
 
 __all__ = ["app", "main"]
 
 
 def main() -> None:
     """Console-script entry point."""
-    logging.basicConfig(level=os.environ.get("ROBUSTLAB_LOG", "WARNING").upper(), format="%(levelname)s %(message)s")
+    logging.basicConfig(
+        level=os.environ.get("ROBUSTLAB_LOG", "WARNING").upper(), format="%(levelname)s %(message)s"
+    )
     sys.exit(app())

@@ -8,7 +8,14 @@ from typing import Any
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 console = Console()
 err_console = Console(stderr=True)
@@ -49,6 +56,8 @@ def progress_callback(progress: Progress, task_id: Any) -> Callable[[dict[str, A
             progress.update(task_id, total=total)
         if "completed" in event:
             progress.update(task_id, completed=event["completed"])
+        elif "done" in event:
+            progress.update(task_id, completed=event["done"])
         elif "step" in event:
             progress.update(task_id, completed=event["step"])
         if "description" in event:

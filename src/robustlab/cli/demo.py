@@ -1,0 +1,69 @@
+"""`robustlab demo`: the main job, offline on a fresh machine."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from robustlab.cli._app import app
+from robustlab.cli._common import console, make_progress, user_errors
+
+
+@app.command("demo")
+def demo_command(
+    db: Path = typer.Option(Path("robustlab.db"), "--db", help="Results store (SQLite)."),
+    out: Path = typer.Option(Path("robustlab-report.html"), "--out", help="HTML report to write."),
+    data_dir: Path | None = typer.Option(
+        None, "--data-dir", envvar="ROBUSTLAB_DATA", help="Shared data folder; with CIFAR-10 there, use it."
+    ),
+    n: int | None = typer.Option(None, "--n", min=1, help="Evaluate only the first N test images."),
+    max_seconds: float = typer.Option(150.0, "--max-seconds", min=1, help="Training time budget (digits)."),
+    device: str | None = typer.Option(
+        None, "--device", help="cpu, cuda, cuda:1 ... (default: cuda if present)."
+    ),
+    seed: int = typer.Option(0, "--seed"),
+) -> None:
+    """Train or load a model, measure it clean and under noise, store the numbers, write a report."""
+    from robustlab.demo import run_demo
+
+    with user_errors(), make_progress() as progress:
+        task = progress.add_task("starting", total=None)
+
+        def callback(event: dict) -> None:
+            kind = event.get("kind")
+            if kind == "stage":
+                progress.update(task, description=event["description"], completed=0, total=None)
+            elif kind == "step":
+                progress.update(
+                    task,
+                    completed=event["step"],
+                    total=event.get("total"),
+                    description=f"epoch {event.get('epoch')}  loss {event.get('loss', 0):.3f}",
+                )
+            elif "done" in event:
+                progress.update(task, completed=event["done"], total=event.get("total"))
+
+        result = run_demo(
+            db=db,
+            out=out,
+            data_dir=data_dir,
+            n=n,
+            max_seconds=max_seconds,
+            seed=seed,
+            device=device,
+            callback=callback,
+        )
+
+    table = Table(title=f"{result.model} on {result.dataset}")
+    table.add_column("perturbation")
+    table.add_column("accuracy", justify="right")
+    table.add_row("clean", f"{100 * result.clean_accuracy:.2f} %")
+    for sigma, acc in result.noise_accuracy.items():
+        table.add_row(f"gaussian noise σ={sigma:g}", f"{100 * acc:.2f} %")
+    console.print(table)
+    console.print(
+        f"{result.new_rows} new results in [bold]{result.db}[/]; report: [bold]{result.report}[/]"
+        f"  ({result.seconds:.0f} s)"
+    )

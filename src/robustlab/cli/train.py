@@ -1,0 +1,84 @@
+"""`robustlab train`: train or fine-tune a CIFAR-size model with the one training loop."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from robustlab.cli._app import app
+from robustlab.cli._common import console, make_progress, user_errors
+
+
+@app.command("train")
+def train_command(
+    model: str = typer.Option(..., "--model", help="Model spec, e.g. cifar:resnet20 or cifar:small_cnn."),
+    data: str = typer.Option("cifar10", "--data", help="Dataset name or path (train split is used)."),
+    out: Path = typer.Option(
+        ..., "--out", help="Checkpoint to write (.safetensors or .pt); load with file:OUT."
+    ),
+    epochs: int = typer.Option(10, "--epochs", min=1),
+    lr: float = typer.Option(0.05, "--lr"),
+    batch_size: int = typer.Option(128, "--batch-size", min=1),
+    optimizer: str = typer.Option("sgd", "--optimizer", help="sgd or adamw."),
+    weight_decay: float = typer.Option(5e-4, "--weight-decay"),
+    warmup_epochs: float = typer.Option(1.0, "--warmup-epochs"),
+    pretrained: bool = typer.Option(True, "--pretrained/--scratch", help="Start from published weights."),
+    augment: bool = typer.Option(
+        True, "--augment/--no-augment", help="Random crop (pad 4) + horizontal flip."
+    ),
+    max_time: float | None = typer.Option(None, "--max-time", help="Stop after this many seconds."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from OUT's training state."),
+    data_dir: Path | None = typer.Option(None, "--data-dir", envvar="ROBUSTLAB_DATA"),
+    device: str | None = typer.Option(None, "--device"),
+    seed: int = typer.Option(0, "--seed"),
+) -> None:
+    """Train (or fine-tune) a model and save it as a checkpoint `create_model("file:OUT")` reloads."""
+    from robustlab.data import load_dataset
+    from robustlab.models import create_model, save_checkpoint
+    from robustlab.train import fit, random_crop_flip
+    from robustlab.train.distributed import rank
+
+    with user_errors():
+        train = load_dataset(data, split="train", data_dir=data_dir)
+        test = load_dataset(data, split="test", data_dir=data_dir)
+        clf = create_model(
+            model, pretrained=pretrained, class_names=train.class_names, data_dir=data_dir, device=device
+        )
+        state = out.with_name(out.name + ".train_state.pt")
+        with make_progress() as progress:
+            task = progress.add_task("training", total=None)
+
+            def callback(event: dict) -> None:
+                if event.get("kind") == "step":
+                    progress.update(
+                        task,
+                        completed=event["step"],
+                        total=event.get("total"),
+                        description=f"epoch {event.get('epoch')}  loss {event.get('loss', 0):.3f}",
+                    )
+
+            result = fit(
+                clf,
+                train,
+                val_data=test,
+                epochs=epochs,
+                lr=lr,
+                batch_size=batch_size,
+                optimizer=optimizer,
+                weight_decay=weight_decay,
+                warmup_epochs=warmup_epochs,
+                augment=random_crop_flip if augment else None,
+                checkpoint=state,
+                resume=resume,
+                max_time=max_time,
+                seed=seed,
+                device=device,
+                callback=callback,
+            )
+        if rank() == 0:
+            save_checkpoint(clf, out)
+    for h in result.history:
+        val = "" if h["val_acc"] is None else f"  val acc {100 * h['val_acc']:.2f} %"
+        console.print(f"epoch {h['epoch']}: loss {h['train_loss']:.4f}{val}  ({h['seconds']:.1f} s)")
+    console.print(f"saved [bold]{out}[/] — evaluate with --model file:{out}")

@@ -1,0 +1,174 @@
+"""One self-contained HTML report (plots embedded as PNG data URIs) from a results store."""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from robustlab.report.plots import severity_curves
+from robustlab.store import Store
+
+_STYLE = """
+body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:2rem auto;max-width:1100px;color:#222}
+h1{margin-bottom:.2rem} h2{margin-top:2rem;border-bottom:1px solid #ddd}
+table{border-collapse:collapse;font-size:.85rem;margin:.5rem 0}
+th,td{border:1px solid #ddd;padding:.25rem .5rem;text-align:right} th{background:#f4f4f4;cursor:pointer}
+td.l,th.l{text-align:left} .plots{display:flex;flex-wrap:wrap;gap:1rem} .plots img{max-width:520px}
+.muted{color:#777;font-size:.85rem} pre{background:#f7f7f7;padding:.5rem;overflow:auto;font-size:.75rem}
+"""
+
+# click a header to sort the table by that column
+_SORT_JS = """
+document.querySelectorAll('table.sortable th').forEach((th, i) => th.addEventListener('click', () => {
+  const body = th.closest('table').tBodies[0]; const rows = Array.from(body.rows);
+  const dir = th.dataset.dir === 'asc' ? -1 : 1; th.dataset.dir = dir === 1 ? 'asc' : 'desc';
+  rows.sort((a, b) => { const x = a.cells[i].dataset.v ?? a.cells[i].textContent;
+    const y = b.cells[i].dataset.v ?? b.cells[i].textContent; const nx = parseFloat(x), ny = parseFloat(y);
+    return dir * ((isNaN(nx) || isNaN(ny)) ? x.localeCompare(y) : nx - ny); });
+  rows.forEach(r => body.appendChild(r)); }));
+"""
+
+
+def _fmt(value: object) -> tuple[str, str]:
+    if isinstance(value, float):
+        if value != value:
+            return "", "—"
+        return repr(value), f"{value:.4f}"
+    return str(value), html.escape(str(value))
+
+
+def _table(df: pd.DataFrame, *, left: int = 1, table_id: str = "") -> str:
+    head = "".join(
+        f'<th class="{"l" if i < left else ""}">{html.escape(str(c))}</th>' for i, c in enumerate(df.columns)
+    )
+    body = []
+    for row in df.itertuples(index=False):
+        cells = []
+        for i, v in enumerate(row):
+            raw, shown = _fmt(v)
+            cells.append(f'<td class="{"l" if i < left else ""}" data-v="{html.escape(raw)}">{shown}</td>')
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    tid = f' id="{table_id}"' if table_id else ""
+    return (
+        f'<table class="sortable"{tid}><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
+    )
+
+
+def _summary(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per (model, dataset): clean accuracy and the mean accuracy under each perturbation."""
+    acc = df[df["metric"] == "accuracy"]
+    rows = []
+    for (model, dataset), group in acc.groupby(["model", "dataset"], sort=True):
+        row: dict[str, object] = {"model": model, "dataset": dataset}
+        for pert, g in group.groupby("perturbation", sort=True):
+            col = "clean accuracy" if pert == "clean" else f"{pert} (mean acc.)"
+            row[col] = float(g["value"].mean())
+        n = group["n"].dropna()
+        row["n"] = int(n.max()) if len(n) else None
+        rows.append(row)
+    out = pd.DataFrame(rows)
+    if "clean accuracy" in out.columns:
+        cols = (
+            ["model", "dataset", "clean accuracy"]
+            + [c for c in out.columns if c not in ("model", "dataset", "clean accuracy", "n")]
+            + ["n"]
+        )
+        out = out[cols]
+    return out
+
+
+def write_report(db: str | Path, out: str | Path, *, title: str = "robustlab report") -> Path:
+    """Write a self-contained HTML report of everything in the results store ``db``.
+
+    Args:
+        db: path of the SQLite results store.
+        out: the HTML file to write (its folder must exist).
+        title: page title.
+
+    Returns:
+        The path written.
+
+    Raises:
+        FileNotFoundError: the store or the output folder does not exist.
+    """
+    db, out = Path(db), Path(out)
+    if not db.is_file():
+        raise FileNotFoundError(
+            f"results store {db} does not exist; run `robustlab demo` or `robustlab eval` first"
+        )
+    if not out.parent.exists():
+        raise FileNotFoundError(f"output folder {out.parent} does not exist")
+    with Store(db) as store:
+        df = store.results()
+        runs = store.runs()
+
+    parts = [
+        f"<h1>{html.escape(title)}</h1>",
+        f'<p class="muted">store: {html.escape(str(db.resolve()))}</p>',
+    ]
+    if df.empty:
+        parts.append("<p>The store holds no results yet.</p>")
+    else:
+        parts.append("<h2>Summary</h2>")
+        parts.append(_table(_summary(df), left=2, table_id="summary"))
+        perts = sorted(p for p in df["perturbation"].unique() if p != "clean")
+        imgs = []
+        for pert in perts:
+            sub = df[df["perturbation"] == pert]
+            if sub["severity"].nunique() < 2:
+                continue
+            png = base64.b64encode(severity_curves(df, pert)).decode()
+            imgs.append(f'<img alt="{html.escape(pert)}" src="data:image/png;base64,{png}">')
+        if imgs:
+            parts.append("<h2>Accuracy under perturbation</h2>")
+            parts.append('<div class="plots">' + "".join(imgs) + "</div>")
+        parts.append("<h2>All results</h2>")
+        cols = [
+            "model",
+            "dataset",
+            "split",
+            "perturbation",
+            "severity",
+            "metric",
+            "value",
+            "n",
+            "seed",
+            "run_id",
+        ]
+        parts.append(_table(df[[c for c in cols if c in df.columns]], left=4, table_id="results"))
+    if not runs.empty:
+        parts.append("<h2>Runs (provenance)</h2>")
+        cols = [
+            c
+            for c in (
+                "run_id",
+                "started_at",
+                "finished_at",
+                "status",
+                "command",
+                "robustlab_version",
+                "torch_version",
+                "device",
+                "git_sha",
+            )
+            if c in runs.columns
+        ]
+        parts.append(_table(runs[cols], left=len(cols), table_id="runs"))
+        for row in runs.itertuples(index=False):
+            config = getattr(row, "config_json", None)
+            if config:
+                pretty = json.dumps(json.loads(config), indent=1, sort_keys=True)
+                parts.append(
+                    f"<details><summary>config of run {html.escape(str(row.run_id))}</summary>"
+                    f"<pre>{html.escape(pretty)}</pre></details>"
+                )
+    page = (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        f"<style>{_STYLE}</style></head><body>{''.join(parts)}<script>{_SORT_JS}</script></body></html>"
+    )
+    out.write_text(page, encoding="utf-8")
+    return out

@@ -1,0 +1,57 @@
+"""The HTML report shows what the store holds, and nothing else."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from robustlab.report import write_report
+from robustlab.store import Cell, ResultKey, Store
+
+
+def _fill(db) -> None:
+    with Store(db) as store, store.run("test", {"k": 1}) as run_id:
+        cells = [Cell(ResultKey.create("m1", "d", "accuracy"), 0.9125, 400)]
+        for i, sigma in enumerate((0.1, 0.2), start=1):
+            cells.append(
+                Cell(
+                    ResultKey.create(
+                        "m1",
+                        "d",
+                        "accuracy",
+                        perturbation="gaussian_noise_sigma",
+                        severity=i,
+                        params={"sigma": sigma},
+                        seed=3,
+                    ),
+                    0.8 - i / 10,
+                    400,
+                )
+            )
+        cells.append(Cell(ResultKey.create("m2", "d", "accuracy"), 0.5, None))
+        cells.append(Cell(ResultKey.create("m2", "d", "loss"), math.nan, None))
+        store.add(run_id, cells)
+
+
+def test_report_contains_store_numbers_and_plot(tmp_path) -> None:
+    db = tmp_path / "r.db"
+    _fill(db)
+    out = write_report(db, tmp_path / "r.html", title="T<est>")
+    html = out.read_text()
+    assert "T&lt;est&gt;" in html  # escaped
+    for value in ("0.9125", "0.7000", "0.6000", "0.5000"):
+        assert value in html
+    assert html.count("data:image/png;base64,") == 1  # one perturbation with several levels
+    assert "config of run" in html
+
+
+def test_report_empty_store_and_errors(tmp_path) -> None:
+    db = tmp_path / "e.db"
+    Store(db).close()
+    html = write_report(db, tmp_path / "e.html").read_text()
+    assert "no results yet" in html
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        write_report(tmp_path / "missing.db", tmp_path / "x.html")
+    with pytest.raises(FileNotFoundError, match="output folder"):
+        write_report(db, tmp_path / "nope" / "x.html")
