@@ -130,7 +130,11 @@ def _display_frame(results: pd.DataFrame) -> pd.DataFrame:
 def _runs_table(runs: pd.DataFrame, db: Path) -> Table:
     table = Table(
         title=f"{len(runs)} run(s) in {db}",
-        caption="a run left 'running' whose process is gone was killed; re-run its command to resume it",
+        caption=(
+            "a run left 'running' whose process is gone was killed; re-run its command to resume it"
+            if (runs["status"] == "running").any()
+            else None
+        ),
         title_justify="left",
         caption_justify="left",
     )

@@ -81,4 +81,9 @@ def train_command(
     for h in result.history:
         val = "" if h["val_acc"] is None else f"  val acc {100 * h['val_acc']:.2f} %"
         console.print(f"epoch {h['epoch']}: loss {h['train_loss']:.4f}{val}  ({h['seconds']:.1f} s)")
+    if result.timed_out:
+        console.print(
+            f"stopped by --max-time after {result.steps} steps (epoch {result.epochs} complete); "
+            "re-run with --resume to continue"
+        )
     console.print(f"saved [bold]{out}[/] — evaluate with --model file:{out}")

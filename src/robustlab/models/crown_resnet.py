@@ -120,35 +120,28 @@ def _crown_resnet(
     )
 
 
-@MODELS.register
-def cifar_resnet2b(
-    *,
-    pretrained: bool = True,
-    weights: str | os.PathLike[str] | None = None,
-    class_names: Sequence[str] | None = None,
-    num_classes: int | None = None,
-    data_dir: str | os.PathLike[str] | None = None,
-) -> Classifier:
-    """ResNet-2B for CIFAR-10 without BatchNorm, PGD-trained at eps 2/255 (alpha-beta-CROWN; 69% clean).
+def _register(variant: str, clean: str) -> None:
+    def build(
+        *,
+        pretrained: bool = True,
+        weights: str | os.PathLike[str] | None = None,
+        class_names: Sequence[str] | None = None,
+        num_classes: int | None = None,
+        data_dir: str | os.PathLike[str] | None = None,
+    ) -> Classifier:
+        return _crown_resnet(
+            variant, pretrained=pretrained, weights=weights, class_names=class_names, num_classes=num_classes,
+            data_dir=data_dir,
+        )  # fmt: skip
 
-    Arguments, return value and errors: as :func:`robustlab.models.create_model`.
-    """
-    return _crown_resnet("resnet2b", pretrained=pretrained, weights=weights, class_names=class_names,
-                         num_classes=num_classes, data_dir=data_dir)
+    build.__name__ = build.__qualname__ = f"cifar_{variant}"
+    build.__doc__ = (
+        f"ResNet-{variant[-2:].upper()} for CIFAR-10 without BatchNorm, PGD-trained at eps 2/255 "
+        f"(alpha-beta-CROWN; {clean} clean).\n\n"
+        "Arguments, return value and errors: as :func:`robustlab.models.create_model`."
+    )
+    MODELS.register(build)
 
 
-@MODELS.register
-def cifar_resnet4b(
-    *,
-    pretrained: bool = True,
-    weights: str | os.PathLike[str] | None = None,
-    class_names: Sequence[str] | None = None,
-    num_classes: int | None = None,
-    data_dir: str | os.PathLike[str] | None = None,
-) -> Classifier:
-    """ResNet-4B for CIFAR-10 without BatchNorm, PGD-trained at eps 2/255 (alpha-beta-CROWN; 77% clean).
-
-    Arguments, return value and errors: as :func:`robustlab.models.create_model`.
-    """
-    return _crown_resnet("resnet4b", pretrained=pretrained, weights=weights, class_names=class_names,
-                         num_classes=num_classes, data_dir=data_dir)
+for _variant, _clean in (("resnet2b", "69%"), ("resnet4b", "77%")):
+    _register(_variant, _clean)

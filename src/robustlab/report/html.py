@@ -13,12 +13,13 @@ from robustlab.report.plots import severity_curves
 from robustlab.store import Store
 
 _STYLE = """
-body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:2rem auto;max-width:1100px;color:#222}
+body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:2rem auto;max-width:1300px;color:#222}
 h1{margin-bottom:.2rem} h2{margin-top:2rem;border-bottom:1px solid #ddd}
 table{border-collapse:collapse;font-size:.85rem;margin:.5rem 0}
 th,td{border:1px solid #ddd;padding:.25rem .5rem;text-align:right} th{background:#f4f4f4;cursor:pointer}
 td.l,th.l{text-align:left} .plots{display:flex;flex-wrap:wrap;gap:1rem} .plots img{max-width:520px}
-.muted{color:#777;font-size:.85rem} pre{background:#f7f7f7;padding:.5rem;overflow:auto;font-size:.75rem}
+.muted{color:#777;font-size:.85rem} .wrap{overflow-x:auto}
+pre{background:#f7f7f7;padding:.5rem;overflow:auto;font-size:.75rem}
 """
 
 # click a header to sort the table by that column
@@ -54,7 +55,8 @@ def _table(df: pd.DataFrame, *, left: int = 1, table_id: str = "") -> str:
         body.append("<tr>" + "".join(cells) + "</tr>")
     tid = f' id="{table_id}"' if table_id else ""
     return (
-        f'<table class="sortable"{tid}><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
+        f'<div class="wrap"><table class="sortable"{tid}><thead><tr>{head}</tr></thead>'
+        f"<tbody>{''.join(body)}</tbody></table></div>"
     )
 
 
@@ -97,9 +99,7 @@ def write_report(db: str | Path, out: str | Path, *, title: str = "robustlab rep
     """
     db, out = Path(db), Path(out)
     if not db.is_file():
-        raise FileNotFoundError(
-            f"results store {db} does not exist; run `robustlab demo` or `robustlab eval` first"
-        )
+        raise FileNotFoundError(f"results store {db} does not exist; run `robustlab demo` or `robustlab eval` first")
     if not out.parent.exists():
         raise FileNotFoundError(f"output folder {out.parent} does not exist")
     with Store(db) as store:
@@ -127,19 +127,10 @@ def write_report(db: str | Path, out: str | Path, *, title: str = "robustlab rep
             parts.append("<h2>Accuracy under perturbation</h2>")
             parts.append('<div class="plots">' + "".join(imgs) + "</div>")
         parts.append("<h2>All results</h2>")
-        cols = [
-            "model",
-            "dataset",
-            "split",
-            "perturbation",
-            "severity",
-            "metric",
-            "value",
-            "n",
-            "seed",
-            "run_id",
-        ]
-        parts.append(_table(df[[c for c in cols if c in df.columns]], left=4, table_id="results"))
+        cols = ["model", "dataset", "split", "perturbation", "severity", "params_json", "metric", "value", "n", "seed"]
+        shown = df[[c for c in [*cols, "run_id"] if c in df.columns]].rename(columns={"params_json": "params"})
+        shown["run_id"] = shown["run_id"].str.slice(0, 8)
+        parts.append(_table(shown, left=4, table_id="results"))
     if not runs.empty:
         parts.append("<h2>Runs (provenance)</h2>")
         cols = [
@@ -156,8 +147,16 @@ def write_report(db: str | Path, out: str | Path, *, title: str = "robustlab rep
                 "git_sha",
             )
             if c in runs.columns
-        ]
-        parts.append(_table(runs[cols], left=len(cols), table_id="runs"))
+        ]  # fmt: skip
+        shown_runs = runs[cols].copy()
+        shown_runs["run_id"] = shown_runs["run_id"].str.slice(0, 8)
+        if "git_sha" in shown_runs:
+            shown_runs["git_sha"] = shown_runs["git_sha"].fillna("").str.slice(0, 10)
+        for col in ("started_at", "finished_at"):
+            if col in shown_runs:
+                stamps = pd.to_datetime(shown_runs[col], utc=True)
+                shown_runs[col] = stamps.dt.strftime("%Y-%m-%d %H:%M:%S UTC").fillna("")
+        parts.append(_table(shown_runs, left=len(cols), table_id="runs"))
         for row in runs.itertuples(index=False):
             config = getattr(row, "config_json", None)
             if config:
