@@ -78,6 +78,8 @@ def train_command(
             )
         if rank() == 0:
             save_checkpoint(clf, out)
+    if rank() != 0:
+        return
     for h in result.history:
         val = "" if h["val_acc"] is None else f"  val acc {100 * h['val_acc']:.2f} %"
         console.print(f"epoch {h['epoch']}: loss {h['train_loss']:.4f}{val}  ({h['seconds']:.1f} s)")

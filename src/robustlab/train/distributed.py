@@ -39,8 +39,11 @@ def is_distributed() -> bool:
 
 
 def rank() -> int:
-    """This process's rank in the process group; 0 without one."""
-    return dist.get_rank() if is_distributed() else 0
+    """This process's rank: from the process group, else torchrun's ``RANK`` (so rank-0-only work such as
+    saving and printing stays on one process after the group is gone), else 0."""
+    if is_distributed():
+        return dist.get_rank()
+    return int(os.environ.get("RANK", "0")) if launched_by_torchrun() else 0
 
 
 def world_size() -> int:
