@@ -98,3 +98,59 @@ def uniform(
 ) -> Tensor:
     """Uniform [low, high) values; see :func:`rand`."""
     return low + (high - low) * rand(shape, generator=generator, device=device, dtype=dtype)
+
+
+def randint(
+    low: int,
+    high: int,
+    shape: Sequence[int],
+    *,
+    generator: torch.Generator | Sequence[torch.Generator] | None = None,
+    device: torch.device | str | None = None,
+) -> Tensor:
+    """Integers uniform in ``[low, high)`` (int64), drawn on CPU (or per sample), then moved to ``device``."""
+    if isinstance(generator, Sequence) and not isinstance(generator, torch.Generator):
+        if len(generator) != shape[0]:
+            raise ValueError(f"got {len(generator)} generators for a batch of {shape[0]}")
+        parts = [torch.randint(low, high, tuple(shape[1:]), generator=g) for g in generator]
+        out = torch.stack(parts) if parts else torch.empty(tuple(shape), dtype=torch.int64)
+    elif generator is not None and generator.device.type != "cpu":
+        return torch.randint(low, high, tuple(shape), generator=generator, device=generator.device).to(device)
+    else:
+        out = torch.randint(low, high, tuple(shape), generator=generator)
+    return out.to(device)
+
+
+def poisson(
+    rates: Tensor,
+    *,
+    generator: torch.Generator | Sequence[torch.Generator] | None = None,
+) -> Tensor:
+    """Poisson samples with the given ``rates``, drawn on CPU (per sample along dim 0 for a generator list).
+
+    Returns a float tensor on ``rates``' device and dtype.
+    """
+    cpu = rates.detach().to("cpu", torch.float32)
+    if isinstance(generator, Sequence) and not isinstance(generator, torch.Generator):
+        if len(generator) != cpu.shape[0]:
+            raise ValueError(f"got {len(generator)} generators for a batch of {cpu.shape[0]}")
+        parts = [torch.poisson(r, generator=g) for r, g in zip(cpu, generator, strict=True)]
+        out = torch.stack(parts) if parts else torch.empty_like(cpu)
+    else:
+        out = torch.poisson(cpu, generator=generator)
+    return out.to(device=rates.device, dtype=rates.dtype)
+
+
+def generator_list(
+    generator: torch.Generator | Sequence[torch.Generator] | None, n: int
+) -> list[torch.Generator | None]:
+    """One entry per sample: the given list, or the single generator (or None) repeated ``n`` times.
+
+    Useful when a random parameter must be drawn per sample (an angle, a crop offset) in a way that also works when
+    the caller passes one generator for the whole batch.
+    """
+    if isinstance(generator, Sequence) and not isinstance(generator, torch.Generator):
+        if len(generator) != n:
+            raise ValueError(f"got {len(generator)} generators for a batch of {n}")
+        return list(generator)
+    return [generator] * n

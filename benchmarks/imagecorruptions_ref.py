@@ -1,0 +1,65 @@
+"""The `imagecorruptions` 1.1.2 package as a reference, made to run on current NumPy / scikit-image.
+
+As shipped it crashes here: fog uses NumPy 2's removed ``np.float_``, glass_blur and gaussian_blur pass
+scikit-image's removed ``multichannel=`` keyword, and the package imports ``pkg_resources`` (setuptools < 81).
+The shims below are applied to the reference module only, never to robustlab. The reference draws from NumPy's
+global RNG, so :func:`reference_corrupt` seeds it per call.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+_MODULE = None
+
+
+def _load():
+    global _MODULE
+    if _MODULE is not None:
+        return _MODULE
+    if not hasattr(np, "float_"):
+        np.float_ = np.float64  # type: ignore[attr-defined]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import imagecorruptions.corruptions as ic
+    from skimage.filters import gaussian as _sk_gaussian
+
+    def gaussian(image, sigma=1, multichannel=None, **kwargs):
+        if multichannel is not None:
+            kwargs.setdefault("channel_axis", -1 if multichannel else None)
+        return _sk_gaussian(image, sigma=sigma, **kwargs)
+
+    ic.gaussian = gaussian
+    import imagecorruptions
+
+    _MODULE = imagecorruptions
+    return imagecorruptions
+
+
+def reference_corrupt(image: np.ndarray, name: str, severity: int, seed: int = 0) -> np.ndarray:
+    """Corrupt one uint8 HWC RGB image with the reference; returns uint8 HWC."""
+    ic = _load()
+    np.random.seed(seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        # the package's front door converts to PIL where a corruption expects it and returns uint8
+        return np.asarray(ic.corrupt(image, severity=severity, corruption_name=name))
+
+
+def imagenet_crops(data_root, n: int = 64, size: int = 224) -> np.ndarray:
+    """``n`` centre crops (uint8 NHWC) of the shared ImageNet sample (256 px staged -> central ``size`` px)."""
+    from pathlib import Path
+
+    from PIL import Image
+
+    files = sorted((Path(data_root) / "imagenet_sample" / "images").glob("*.jpg"))
+    step = max(1, len(files) // n)
+    out = []
+    for f in files[::step][:n]:
+        im = np.asarray(Image.open(f).convert("RGB"))
+        top = (im.shape[0] - size) // 2
+        left = (im.shape[1] - size) // 2
+        out.append(im[top : top + size, left : left + size])
+    return np.stack(out)
