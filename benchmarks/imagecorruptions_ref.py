@@ -48,18 +48,22 @@ def reference_corrupt(image: np.ndarray, name: str, severity: int, seed: int = 0
         return np.asarray(ic.corrupt(image, severity=severity, corruption_name=name))
 
 
-def imagenet_crops(data_root, n: int = 64, size: int = 224) -> np.ndarray:
-    """``n`` centre crops (uint8 NHWC) of the shared ImageNet sample (256 px staged -> central ``size`` px)."""
+def imagenet_crops(data_root, n: int = 64, size: int = 224, *, with_labels: bool = False):
+    """``n`` centre crops (uint8 NHWC) of the shared ImageNet sample (256 px staged -> central ``size`` px).
+
+    Files are spread over the classes; with ``with_labels`` also returns their class indices (the file prefix).
+    """
     from pathlib import Path
 
     from PIL import Image
 
     files = sorted((Path(data_root) / "imagenet_sample" / "images").glob("*.jpg"))
     step = max(1, len(files) // n)
-    out = []
+    out, labels = [], []
     for f in files[::step][:n]:
+        labels.append(int(f.name.split("_")[0]))
         im = np.asarray(Image.open(f).convert("RGB"))
         top = (im.shape[0] - size) // 2
         left = (im.shape[1] - size) // 2
         out.append(im[top : top + size, left : left + size])
-    return np.stack(out)
+    return (np.stack(out), np.asarray(labels)) if with_labels else np.stack(out)
