@@ -8,6 +8,7 @@ import sys
 
 # importing the verb modules registers their commands
 from robustlab.cli import demo as _demo  # noqa: E402,F401
+from robustlab.cli import evaluate as _evaluate  # noqa: E402,F401
 from robustlab.cli import models as _models  # noqa: E402,F401
 from robustlab.cli import results as _results  # noqa: E402,F401
 from robustlab.cli import train as _train  # noqa: E402,F401

@@ -119,20 +119,12 @@ class ArrayDataset(ImageDataset):
         preprocess: Preprocess | None = None,
     ) -> None:
         if images.ndim != 4:
-            raise ValueError(
-                f"{name}: images must be 4-D (N, H, W, C) uint8 or (N, C, H, W) float, got {images.shape}"
-            )
-        is_uint8 = (
-            (images.dtype == np.uint8) if isinstance(images, np.ndarray) else images.dtype == torch.uint8
-        )
+            raise ValueError(f"{name}: images must be 4-D (N, H, W, C) uint8 or (N, C, H, W) float, got {images.shape}")
+        is_uint8 = (images.dtype == np.uint8) if isinstance(images, np.ndarray) else images.dtype == torch.uint8
         if is_uint8 and images.shape[-1] not in (1, 3):
-            raise ValueError(
-                f"{name}: uint8 images must be (N, H, W, C) with C in (1, 3), got {images.shape}"
-            )
+            raise ValueError(f"{name}: uint8 images must be (N, H, W, C) with C in (1, 3), got {images.shape}")
         if not is_uint8 and images.shape[1] not in (1, 3):
-            raise ValueError(
-                f"{name}: float images must be (N, C, H, W) with C in (1, 3), got {tuple(images.shape)}"
-            )
+            raise ValueError(f"{name}: float images must be (N, C, H, W) with C in (1, 3), got {tuple(images.shape)}")
         self._images = images
         self._uint8 = is_uint8
         self.labels = torch.as_tensor(np.asarray(labels), dtype=torch.int64)
@@ -166,9 +158,7 @@ class ArrayDataset(ImageDataset):
 
     def get_batch(self, indices: Sequence[int] | Tensor) -> tuple[Tensor, Tensor]:
         idx = np.asarray(indices.tolist() if isinstance(indices, Tensor) else indices, dtype=np.int64)
-        raw = (
-            self._images[idx] if isinstance(self._images, np.ndarray) else self._images[torch.from_numpy(idx)]
-        )
+        raw = self._images[idx] if isinstance(self._images, np.ndarray) else self._images[torch.from_numpy(idx)]
         if self.preprocess is not None and self._uint8:
             # PIL per image: the same pixels timm's eval transform produces from these uint8 images
             arr = raw if isinstance(raw, np.ndarray) else raw.numpy()
@@ -271,3 +261,26 @@ def iter_batches(
         dataset, batch_sampler=chunks, num_workers=num_workers, pin_memory=pin_memory, collate_fn=_identity
     )
     yield from loader
+
+
+def fit_to_model(dataset: ImageDataset, data_config: dict[str, Any]) -> ImageDataset:
+    """The dataset as a model expects it: resized and centre-cropped by the model's own config when needed.
+
+    In-memory arrays already at the model's input size are returned unchanged (CIFAR into a 32-px model);
+    pre-cropped benchmark trees (ImageNet-C) are never resized again; everything else gets
+    :meth:`Preprocess.from_config` of the model's ``data_config`` (recorded in ``dataset.info``).
+
+    Args:
+        dataset: the loaded dataset.
+        data_config: the model's timm-style config (``Classifier.data_config``).
+    """
+    from robustlab.data.preprocess import Preprocess
+
+    if dataset.pre_cropped or len(dataset) == 0:
+        return dataset
+    height, width = (int(v) for v in data_config["input_size"][-2:])
+    if isinstance(dataset, ArrayDataset) or (isinstance(dataset, Subset) and isinstance(dataset.dataset, ArrayDataset)):
+        first, _ = dataset.get_batch([0])
+        if tuple(first.shape[-2:]) == (height, width):
+            return dataset
+    return dataset.with_preprocess(Preprocess.from_config(data_config))

@@ -1,13 +1,30 @@
-"""Evaluation engine: streamed, sharded evaluation of a model over a dataset.
+"""Evaluation engine: the one loop over batches x perturbations, streamed, sharded under torchrun, resumable.
 
-For now the engine offers clean accuracy (:func:`evaluate_accuracy`, :func:`predict`) and the sharding
-rule every evaluation follows under ``torchrun`` (:func:`shard_indices`: contiguous shards, no padding,
-(correct, count) pairs summed over ranks).
+:func:`evaluate` runs a suite (``"clean,corruptions,noise"``) and writes every cell to the results store as it
+finishes; :func:`evaluate_accuracy` is the plain (optionally perturbed) accuracy loop; :func:`summarize` turns cells
+into headline numbers (clean accuracy, mean corruption error, mCE, noise slope).
 """
 
 from __future__ import annotations
 
 from robustlab.engine._shard import shard_indices
 from robustlab.engine.accuracy import evaluate_accuracy, predict, resolve_amp
+from robustlab.engine.evaluate import CellResult, evaluate
+from robustlab.engine.suite import DEFAULT_RATIOS, DEFAULT_SIGMAS, Condition, Group, build_suite, parse_suite
+from robustlab.engine.summary import summarize
 
-__all__ = ["evaluate_accuracy", "predict", "resolve_amp", "shard_indices"]
+__all__ = [
+    "DEFAULT_RATIOS",
+    "DEFAULT_SIGMAS",
+    "CellResult",
+    "Condition",
+    "Group",
+    "build_suite",
+    "evaluate",
+    "evaluate_accuracy",
+    "parse_suite",
+    "predict",
+    "resolve_amp",
+    "shard_indices",
+    "summarize",
+]

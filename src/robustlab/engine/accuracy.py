@@ -64,15 +64,12 @@ def _check_inputs(model: object, dataset: object, indices: Sequence[int] | None)
         raise ValueError(f"model must be a torch.nn.Module (a Classifier), got {type(model).__name__}")
     if not (hasattr(dataset, "get_batch") and hasattr(dataset, "__len__")):
         raise ValueError(
-            "dataset must be a robustlab ImageDataset (wrap tensors in ArrayDataset), "
-            f"got {type(dataset).__name__}"
+            f"dataset must be a robustlab ImageDataset (wrap tensors in ArrayDataset), got {type(dataset).__name__}"
         )
     n = len(dataset)  # type: ignore[arg-type]
     order = list(range(n)) if indices is None else [int(i) for i in indices]
     if order and (min(order) < 0 or max(order) >= n):
-        raise ValueError(
-            f"indices must lie in [0, {n}) for a dataset of {n} samples, got [{min(order)}, {max(order)}]"
-        )
+        raise ValueError(f"indices must lie in [0, {n}) for a dataset of {n} samples, got [{min(order)}, {max(order)}]")
     return order
 
 

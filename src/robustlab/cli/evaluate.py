@@ -1,0 +1,116 @@
+"""`robustlab eval`: evaluate a model under a suite of perturbations, store every cell, print the headline numbers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from robustlab.cli._app import app
+from robustlab.cli._common import console, make_progress, user_errors
+
+
+@app.command("eval")
+def eval_command(
+    model: str = typer.Option(..., "--model", help="Model spec (robustlab models lists them)."),
+    data: str = typer.Option(..., "--data", help="Dataset name (cifar10, imagenet_sample, digits...) or path."),
+    suite: str = typer.Option(
+        "clean,corruptions,noise",
+        "--suite",
+        help="What to measure: clean, corruptions, validation, noise, occlusion, or corruption names; options "
+        "after ':' as key=value, e.g. 'noise:sigmas=0.02+0.04' or 'fog:severities=1-3'.",
+    ),  # fmt: skip
+    n: int | None = typer.Option(None, "--n", min=1, help="Evaluate only the first N samples."),
+    db: Path = typer.Option(Path("robustlab.db"), "--db", help="Results store (SQLite)."),
+    split: str = typer.Option("test", "--split"),
+    batch_size: int = typer.Option(128, "--batch-size", min=1),
+    seed: int = typer.Option(0, "--seed", help="Seed of every perturbation's per-sample generators."),
+    profile: str | None = typer.Option(None, "--profile", help="Corruption parameters: imagenet, cifar or tiny."),
+    device: str | None = typer.Option(None, "--device", help="cpu, cuda, cuda:1 ... (default: cuda if present)."),
+    workers: int = typer.Option(0, "--workers", min=0, help="Data-loading processes (image folders)."),
+    data_dir: Path | None = typer.Option(None, "--data-dir", envvar="ROBUSTLAB_DATA"),
+    pretrained: bool = typer.Option(True, "--pretrained/--random-init"),
+) -> None:
+    """Evaluate a model on a dataset under a perturbation suite; re-running resumes and adds no duplicates."""
+    import torch
+
+    from robustlab.data import Subset, fit_to_model, load_dataset
+    from robustlab.engine import evaluate, summarize
+    from robustlab.engine.suite import build_suite
+    from robustlab.models import create_model
+    from robustlab.store import Store
+    from robustlab.train.distributed import rank
+
+    with user_errors():
+        dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        dataset = load_dataset(data, split=split, data_dir=data_dir)
+        clf = create_model(
+            model,
+            pretrained=pretrained,
+            data_dir=data_dir,
+            device=dev,
+            class_names=dataset.class_names if model.startswith("openclip:") else None,
+        )
+        dataset = fit_to_model(dataset, clf.data_config)
+        if n is not None and n < len(dataset):
+            dataset = Subset(dataset, range(n))
+            dataset.name = f"{dataset.name}[:{n}]"
+        first, _ = dataset.get_batch([0])
+        groups = build_suite(suite, profile=profile, image_size=tuple(first.shape[-2:]))
+        config = {
+            "model": model,
+            "data": data,
+            "dataset": dataset.name,
+            "split": split,
+            "suite": suite,
+            "n": len(dataset),
+            "seed": seed,
+            "profile": profile,
+            "batch_size": batch_size,
+            "dataset_info": dataset.info,
+        }
+        with (
+            Store(db) as store,
+            store.run(
+                f"robustlab eval --model {model} --data {data} --suite {suite}", config, device=str(dev)
+            ) as run_id,
+            make_progress() as progress,
+        ):
+            task = progress.add_task("starting", total=None)
+
+            def callback(event: dict) -> None:
+                if event["kind"] == "group":
+                    progress.update(task, description=event["description"], completed=0, total=event["total"] or 1)
+                    if not event["total"]:
+                        progress.update(task, completed=1)
+                elif event["kind"] == "batch":
+                    progress.update(task, completed=event["done"])
+
+            cells = evaluate(
+                clf,
+                dataset,
+                groups,
+                store=store,
+                run_id=run_id,
+                model_name=model,
+                seed=seed,
+                batch_size=batch_size,
+                device=dev,
+                num_workers=workers,
+                callback=callback,
+            )
+    if rank() != 0:
+        return
+    new = sum(not c.resumed for c in cells)
+    table = Table(title=f"{model} on {dataset.name} ({len(dataset)} images)")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    labels = {"clean_accuracy": "clean accuracy", "mean_corruption_error": "mean corruption error (15 × sev.)",
+              "mce": "mCE (AlexNet-normalised)", "relative_mce": "relative mCE", "validation_mean_error":
+              "validation corruptions, mean error", "noise_slope": "noise slope (accuracy per unit σ)"}  # fmt: skip
+    for name, value in summarize(cells).items():
+        shown = f"{value:+.3f}" if name == "noise_slope" else f"{100 * value:.2f} %"
+        table.add_row(labels.get(name, name), shown)
+    console.print(table)
+    console.print(f"{len(cells)} cells, {new} new, {len(cells) - new} already in [bold]{db}[/]")

@@ -1,0 +1,156 @@
+"""The evaluation engine: one loop over groups of conditions x batches, writing each cell to the store.
+
+Data flows one way: dataset -> perturbation (on the model's device, per-sample generators) -> model -> counts ->
+store. Every (model, dataset, perturbation, severity, params, metric, seed) cell is written as soon as its group has
+seen the whole dataset; cells already in the store are skipped, so re-running a killed or finished evaluation
+resumes it and never duplicates a row. Under ``torchrun`` each rank evaluates a contiguous shard of the data and the
+(correct, count) pairs are summed, so every sample counts exactly once; only rank 0 writes.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from robustlab._checks import warn_if_training
+from robustlab.data._base import ImageDataset, iter_batches
+from robustlab.engine._shard import dist_rank_world, reduce_sum, shard_indices
+from robustlab.engine.accuracy import _check_inputs, _model_device, autocast, resolve_amp
+from robustlab.engine.suite import Condition, Group, build_suite
+from robustlab.store import Cell, ResultKey, Store
+
+log = logging.getLogger(__name__)
+
+Callback = Callable[[dict[str, Any]], None]
+
+
+@dataclass(frozen=True)
+class CellResult:
+    """One evaluated (or resumed) cell."""
+
+    key: ResultKey
+    value: float
+    n: int | None
+    resumed: bool
+    """True when the value was already in the store and nothing was computed."""
+
+
+def _key(
+    model_name: str, dataset: ImageDataset, condition: Condition, seed: int, metric: str = "accuracy"
+) -> ResultKey:
+    return ResultKey.create(
+        model_name, dataset.name, metric, split=dataset.split, perturbation=condition.perturbation,
+        severity=condition.severity, params=dict(condition.params), seed=seed if condition.seeded else 0,
+    )  # fmt: skip
+
+
+def evaluate(
+    model: nn.Module,
+    dataset: ImageDataset,
+    suite: str | Sequence[str] | Sequence[Group],
+    *,
+    store: Store | None = None,
+    run_id: str | None = None,
+    model_name: str | None = None,
+    seed: int = 0,
+    batch_size: int = 128,
+    device: torch.device | str | None = None,
+    amp: bool | str | None = None,
+    profile: str | None = None,
+    num_workers: int = 0,
+    callback: Callback | None = None,
+) -> list[CellResult]:
+    """Evaluate ``model`` on ``dataset`` under every condition of ``suite``.
+
+    Args:
+        model: a classifier taking [0, 1] pixels (normalisation inside); its mode is left alone.
+        dataset: the clean data, streamed in batches.
+        suite: e.g. ``"clean,corruptions,noise"`` (see :mod:`robustlab.engine.suite`) or prebuilt groups.
+        store: results store; with it, finished cells are skipped and new cells are written as they finish.
+        run_id: the store run writing the cells (required with ``store``).
+        model_name: the model's name in the store (default: ``model.name``).
+        seed: seed of every perturbation's per-sample generators.
+        batch_size: samples per forward pass.
+        device: where to run (default: the model's device).
+        amp: mixed precision (default: on for CUDA).
+        profile: corruption parameter profile (default: from the image size).
+        num_workers: data-loading worker processes (for image folders).
+        callback: progress events ``{"kind": "group", "description", "total"}`` and ``{"kind": "batch", "done",
+            "total"}`` (batches of this rank's shard) and ``{"kind": "cell", "key", "value"}``.
+
+    Returns:
+        One :class:`CellResult` per condition, in suite order (from the store for resumed cells).
+
+    Raises:
+        ValueError: bad model, dataset, suite, or a store without ``run_id``.
+    """
+    order = _check_inputs(model, dataset, None)
+    if store is not None and run_id is None:
+        raise ValueError("pass run_id (from store.start_run or store.run) together with store")
+    name = model_name or getattr(model, "name", "") or type(model).__name__
+    if isinstance(suite, (str, list, tuple)) and (
+        isinstance(suite, str) or not all(isinstance(g, Group) for g in suite)
+    ):
+        first, _ = dataset.get_batch([0]) if len(dataset) else (None, None)
+        size = tuple(first.shape[-2:]) if first is not None else None
+        groups = build_suite(suite, profile=profile, image_size=size)  # type: ignore[arg-type]
+    else:
+        groups = list(suite)  # type: ignore[arg-type]
+    warn_if_training(model, "evaluate")
+    device = torch.device(device) if device is not None else _model_device(model)
+    if _model_device(model) != device:
+        model.to(device)
+    dtype = resolve_amp(amp, device)
+    emit = callback or (lambda event: None)
+    rank, world = dist_rank_world()
+    mine = [order[i] for i in shard_indices(len(order), rank, world)]
+    n_batches = (len(mine) + batch_size - 1) // batch_size
+
+    done: dict[ResultKey, tuple[float, int | None]] = {}
+    if store is not None:
+        existing = store.results(model=name, dataset=dataset.name)
+        for row in existing.itertuples(index=False):
+            key = ResultKey(row.model, row.dataset, row.metric, row.split, row.perturbation, int(row.severity),
+                            row.params_json, int(row.seed))  # fmt: skip
+            done[key] = (float(row.value), None if row.n is None or row.n != row.n else int(row.n))
+
+    results: list[CellResult] = []
+    for group in groups:
+        keys = [_key(name, dataset, c, seed) for c in group.conditions]
+        pending = [(c, k) for c, k in zip(group.conditions, keys, strict=True) if k not in done]
+        for k in keys:
+            if k in done:
+                results.append(CellResult(k, done[k][0], done[k][1], resumed=True))
+        if not pending:
+            emit({"kind": "group", "description": f"{group.name} (done)", "total": 0})
+            continue
+        emit({"kind": "group", "description": group.name, "total": n_batches})
+        correct = torch.zeros(len(pending), dtype=torch.int64, device=device)
+        count = 0
+        for b, batch in enumerate(iter_batches(dataset, batch_size, indices=mine, num_workers=num_workers)):
+            images = batch.images.to(device, non_blocking=True)
+            labels = batch.labels.to(device, non_blocking=True)
+            with torch.inference_mode():
+                for j, (condition, _) in enumerate(pending):
+                    x = condition.images(images, batch.indices, seed)
+                    with autocast(device, dtype):
+                        logits = model(x)
+                    correct[j] += (logits.argmax(dim=1) == labels).sum()
+            count += len(batch.indices)
+            emit({"kind": "batch", "done": b + 1, "total": n_batches})
+        totals = reduce_sum(torch.cat([correct.cpu(), torch.tensor([count])]))
+        total = int(totals[-1])
+        cells = [Cell(k, int(totals[j]) / total if total else float("nan"), total) for j, (_, k) in enumerate(pending)]
+        if store is not None and rank == 0:
+            store.add(run_id, cells)  # type: ignore[arg-type]
+        for cell in cells:
+            done[cell.key] = (cell.value, cell.n)
+            emit({"kind": "cell", "key": cell.key, "value": cell.value})
+            results.append(CellResult(cell.key, cell.value, cell.n, resumed=False))
+    position = {k: i for i, k in enumerate(_key(name, dataset, c, seed) for g in groups for c in g.conditions)}
+    return sorted(results, key=lambda r: position[r.key])

@@ -1,0 +1,231 @@
+"""Evaluation suites: what to measure, parsed once at the boundary into groups of conditions.
+
+A suite is a list of tokens (``["clean", "corruptions", "noise"]``) or one comma-separated string. Options follow a
+colon as ``key=value`` pairs, also comma-separated: a part with ``=`` but no ``:`` continues the previous token
+(``"clean,noise:sigmas=0.02+0.04,corruptions:severities=1-3,profile=cifar"``). List values are joined with ``+``,
+ranges written ``1-5``, fractions ``8/255``. Tokens:
+
+- ``clean``: unperturbed data.
+- ``corruptions``: the 15 test corruptions x severities 1..5; ``validation``: the 4 validation corruptions;
+  ``all_corruptions``: both. Options ``severities=1+3+5`` or ``1-5``, ``profile=cifar``.
+- any corruption name (``fog``, ``glass_blur:severities=3``).
+- ``noise``: additive pixel-space Gaussian noise (seed 004), option ``sigmas=0.02+0.04+...``.
+- ``occlusion``: random uniform-noise patch occlusion (seed 001), options ``ratios=0.1+0.2``, ``patch=16``.
+
+Each condition is one store cell family (perturbation, severity, params); conditions of a group share one pass over
+the data (a corruption's five severities, the noise levels), so a killed run resumes at group granularity at worst.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from torch import Tensor
+
+from robustlab import rng
+from robustlab._registry import close_matches_message
+from robustlab.perturb import (
+    ALL_CORRUPTIONS,
+    PERTURBATIONS,
+    PROFILES,
+    TEST_CORRUPTIONS,
+    VALIDATION_CORRUPTIONS,
+    additive_gaussian_noise,
+    perturb,
+)
+from robustlab.perturb.occlusion import patch_occlusion
+
+# pixel-space σ levels of the default noise sweep: the CIFAR-C and ImageNet-C Gaussian-noise range
+DEFAULT_SIGMAS = (0.02, 0.04, 0.06, 0.08, 0.1, 0.15, 0.2, 0.3)
+DEFAULT_RATIOS = (0.05, 0.1, 0.2, 0.3, 0.5)
+SUITE_TOKENS = ("clean", "corruptions", "validation", "all_corruptions", "noise", "occlusion")
+
+
+@dataclass(frozen=True, eq=False)
+class Condition:
+    """One measured condition: the store key's perturbation fields and how to produce its images.
+
+    Args:
+        perturbation: the store's perturbation name (``"clean"``, a corruption, ``"gaussian_noise_sigma"``...).
+        severity: 1..5 for corruptions, 0 where the level lives in ``params``.
+        params: parameters recorded in the store key (profile, σ, ratio...).
+        seeded: whether the seed changes the result (clean data is stored with seed 0 whatever the seed).
+        apply: the image transform; None for clean data.
+    """
+
+    perturbation: str
+    severity: int = 0
+    params: Mapping[str, Any] = field(default_factory=dict)
+    seeded: bool = True
+    apply: Callable[[Tensor, Tensor, int], Tensor] | None = field(default=None, compare=False)
+
+    @property
+    def identity(self) -> tuple[str, int, str]:
+        return (self.perturbation, self.severity, json.dumps(dict(self.params), sort_keys=True))
+
+    def images(self, images: Tensor, indices: Tensor, seed: int) -> Tensor:
+        return images if self.apply is None else self.apply(images, indices, seed)
+
+
+@dataclass(frozen=True)
+class Group:
+    """Conditions evaluated in one pass over the data."""
+
+    name: str
+    conditions: tuple[Condition, ...]
+
+
+def _corruption(name: str, severity: int, profile: str | None) -> Condition:
+    def apply(images: Tensor, indices: Tensor, seed: int) -> Tensor:
+        gens = rng.sample_generators(seed, indices, name, severity)
+        return perturb(images, name, severity, generator=gens, profile=profile)
+
+    return Condition(name, severity, {"profile": profile} if profile else {}, True, apply)
+
+
+def _noise(sigma: float) -> Condition:
+    def apply(images: Tensor, indices: Tensor, seed: int) -> Tensor:
+        gens = rng.sample_generators(seed, indices, "gaussian_noise_sigma", sigma)
+        return additive_gaussian_noise(images, sigma, generator=gens)
+
+    return Condition("gaussian_noise_sigma", 0, {"sigma": sigma}, True, apply)
+
+
+def _occlusion(ratio: float, patch: int) -> Condition:
+    def apply(images: Tensor, indices: Tensor, seed: int) -> Tensor:
+        gens = rng.sample_generators(seed, indices, "patch_occlusion", ratio, patch)
+        return patch_occlusion(images, ratio, patch_size=patch, generator=gens)[0]
+
+    return Condition("patch_occlusion", 0, {"ratio": ratio, "patch_size": patch}, True, apply)
+
+
+def _number(text: str, what: str) -> float:
+    try:
+        if "/" in text:
+            num, _, den = text.partition("/")
+            return float(num) / float(den)
+        return float(text)
+    except (ValueError, ZeroDivisionError):
+        raise ValueError(f"{what} must be numbers (fractions like 8/255 allowed) joined by '+', got {text!r}") from None
+
+
+def _floats(text: str, what: str) -> tuple[float, ...]:
+    return tuple(_number(v.strip(), what) for v in text.split("+") if v.strip())
+
+
+def _severities(text: str | None) -> tuple[int, ...]:
+    if text is None:
+        return (1, 2, 3, 4, 5)
+    if "-" in text:
+        lo, _, hi = text.partition("-")
+        values = tuple(range(int(lo), int(hi) + 1))
+    else:
+        values = tuple(int(float(v)) for v in _floats(text, "severities"))
+    if not values or any(not 1 <= s <= 5 for s in values):
+        raise ValueError(f"severities must lie in 1..5, got {text!r}")
+    return values
+
+
+def parse_suite(suite: str | Sequence[str]) -> list[tuple[str, dict[str, str]]]:
+    """Split a suite into ``(name, options)`` pairs (options as raw strings).
+
+    Raises:
+        ValueError: an option before any token, or an option that is not ``key=value``.
+    """
+    parts = [str(t) for t in suite] if not isinstance(suite, str) else suite.split(",")
+    tokens: list[tuple[str, dict[str, str]]] = []
+    for part in (p.strip() for p in parts):
+        if not part:
+            continue
+        if "=" in part and ":" not in part:
+            # an option continuing the previous token: "pgd:eps=8/255,steps=20"
+            if not tokens:
+                raise ValueError(f"suite option {part!r} comes before any suite entry")
+            key, _, value = part.partition("=")
+            tokens[-1][1][key.strip()] = value.strip()
+            continue
+        name, _, rest = part.partition(":")
+        options: dict[str, str] = {}
+        if rest:
+            key, eq, value = rest.partition("=")
+            if not eq:
+                raise ValueError(f"suite option {rest!r} of {name!r} must look like key=value")
+            options[key.strip()] = value.strip()
+        tokens.append((name.strip(), options))
+    return tokens
+
+
+def build_suite(
+    suite: str | Sequence[str],
+    *,
+    profile: str | None = None,
+    sigmas: Sequence[float] | None = None,
+    ratios: Sequence[float] | None = None,
+    patch_size: int | None = None,
+    image_size: tuple[int, int] | None = None,
+) -> list[Group]:
+    """Parse ``suite`` into groups of conditions.
+
+    Args:
+        suite: tokens (see the module docstring), as a list or one comma-separated string.
+        profile: corruption parameter profile for every corruption (default: chosen from the image size).
+        sigmas: noise levels for ``noise`` (default :data:`DEFAULT_SIGMAS`).
+        ratios: occlusion ratios for ``occlusion`` (default :data:`DEFAULT_RATIOS`).
+        patch_size: occlusion patch size (default 16, or 4 when ``image_size`` is under 64 px).
+        image_size: ``(H, W)`` of the images, for size-dependent defaults.
+
+    Returns:
+        Groups in the order given; duplicates are dropped.
+
+    Raises:
+        ValueError: an unknown token (with close matches), a bad option or value.
+    """
+    if profile is not None and profile not in PROFILES:
+        raise ValueError(close_matches_message("profile", profile, list(PROFILES)))
+    groups: list[Group] = []
+    seen: set[tuple[str, int, str]] = set()
+
+    def add(name: str, conditions: list[Condition]) -> None:
+        fresh = tuple(c for c in conditions if c.identity not in seen)
+        seen.update(c.identity for c in fresh)
+        if fresh:
+            groups.append(Group(name, fresh))
+
+    for name, options in parse_suite(suite):
+        prof = options.pop("profile", profile)
+        if prof is not None and prof not in PROFILES:
+            raise ValueError(close_matches_message("profile", prof, list(PROFILES)))
+        if name == "clean":
+            add("clean", [Condition("clean", 0, {}, False, None)])
+        elif name in ("corruptions", "validation", "all_corruptions") or name in ALL_CORRUPTIONS:
+            names = {"corruptions": TEST_CORRUPTIONS, "validation": VALIDATION_CORRUPTIONS,
+                     "all_corruptions": ALL_CORRUPTIONS}.get(name, (name,))  # fmt: skip
+            severities = _severities(options.pop("severities", None))
+            for corruption in names:
+                if corruption not in PERTURBATIONS:
+                    raise ValueError(f"corruption {corruption!r} is not available in this installation")
+                add(corruption, [_corruption(corruption, s, prof) for s in severities])
+        elif name == "noise":
+            given = options.pop("sigmas", None)
+            levels = _floats(given, "sigmas") if given else tuple(sigmas or DEFAULT_SIGMAS)
+            if any(s < 0 for s in levels):
+                raise ValueError(f"noise sigmas must be >= 0, got {levels}")
+            add("noise", [_noise(s) for s in levels])
+        elif name == "occlusion":
+            given = options.pop("ratios", None)
+            levels = _floats(given, "ratios") if given else tuple(ratios or DEFAULT_RATIOS)
+            # AFAT occludes 16-px ViT patches at 224 px; 4-px patches keep the same grid density at 32 px
+            default_patch = 4 if image_size is not None and min(image_size) < 64 else 16
+            patch = int(options.pop("patch", patch_size or default_patch))
+            add("occlusion", [_occlusion(r, patch) for r in levels])
+        else:
+            known = list(SUITE_TOKENS) + list(ALL_CORRUPTIONS)
+            raise ValueError(close_matches_message("suite entry", name, known))
+        if options:
+            raise ValueError(f"unknown option(s) {sorted(options)} for suite entry {name!r}")
+    if not groups:
+        raise ValueError("the suite is empty; pass e.g. 'clean,corruptions,noise'")
+    return groups
