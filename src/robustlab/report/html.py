@@ -6,11 +6,14 @@ import base64
 import html
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import pandas as pd
 
-from robustlab.report.plots import severity_curves
-from robustlab.store import Store
+from robustlab.engine.summary import summarize
+from robustlab.perturb import TEST_CORRUPTIONS, VALIDATION_CORRUPTIONS
+from robustlab.report.plots import corruption_bars, corruption_grid, level_curves
+from robustlab.store import ResultKey, Store
 
 _STYLE = """
 body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:2rem auto;max-width:1300px;color:#222}
@@ -60,36 +63,75 @@ def _table(df: pd.DataFrame, *, left: int = 1, table_id: str = "") -> str:
     )
 
 
+_SUMMARY_LABELS = {
+    "clean_accuracy": "clean acc.",
+    "mean_corruption_error": "mean corruption error",
+    "mce": "mCE (AlexNet)",
+    "relative_mce": "relative mCE",
+    "validation_mean_error": "validation mean error",
+    "noise_slope": "noise slope",
+}
+
+
 def _summary(df: pd.DataFrame) -> pd.DataFrame:
-    """One row per (model, dataset): clean accuracy and the mean accuracy under each perturbation."""
-    acc = df[df["metric"] == "accuracy"]
+    """One row per (model, dataset): the engine's headline numbers plus the mean accuracy under each perturbation."""
     rows = []
-    for (model, dataset), group in acc.groupby(["model", "dataset"], sort=True):
+    for (model, dataset), group in df.groupby(["model", "dataset"], sort=True):
+        cells = [
+            SimpleNamespace(key=ResultKey(r.model, r.dataset, r.metric, r.split, r.perturbation, int(r.severity),
+                                          r.params_json, int(r.seed)), value=float(r.value))
+            for r in group.itertuples(index=False)
+            if r.value == r.value
+        ]  # fmt: skip
         row: dict[str, object] = {"model": model, "dataset": dataset}
-        for pert, g in group.groupby("perturbation", sort=True):
-            col = "clean accuracy" if pert == "clean" else f"{pert} (mean acc.)"
-            row[col] = float(g["value"].mean())
+        for name, value in summarize(cells).items():
+            row[_SUMMARY_LABELS.get(name, name)] = value
+        acc = group[(group["metric"] == "accuracy") & (group["perturbation"] != "clean")]
+        for pert, g in acc.groupby("perturbation", sort=True):
+            row[f"{pert} (mean acc.)"] = float(g["value"].mean())
         n = group["n"].dropna()
         row["n"] = int(n.max()) if len(n) else None
         rows.append(row)
-    out = pd.DataFrame(rows)
-    if "clean accuracy" in out.columns:
-        cols = (
-            ["model", "dataset", "clean accuracy"]
-            + [c for c in out.columns if c not in ("model", "dataset", "clean accuracy", "n")]
-            + ["n"]
-        )
-        out = out[cols]
-    return out
+    return pd.DataFrame(rows)
 
 
-def write_report(db: str | Path, out: str | Path, *, title: str = "robustlab report") -> Path:
+def _img(png: bytes, alt: str) -> str:
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
+
+
+def _figures(df: pd.DataFrame, baseline: str | None) -> list[str]:
+    """Sections of plots: corruptions (small multiples and error bars), then every other perturbation's curve."""
+    parts: list[str] = []
+    present = set(df["perturbation"])
+    for title, group in (("Common corruptions", TEST_CORRUPTIONS), ("Validation corruptions", VALIDATION_CORRUPTIONS)):
+        names = [c for c in group if c in present]
+        if not names:
+            continue
+        parts.append(f"<h2>{title}</h2>")
+        parts.append(f'<div class="plots">{_img(corruption_grid(df, names), title + " grid")}</div>')
+        parts.append(f'<div class="plots">{_img(corruption_bars(df, names, baseline), title + " errors")}</div>')
+    others = sorted(p for p in present - {"clean"} - set(TEST_CORRUPTIONS) - set(VALIDATION_CORRUPTIONS))
+    curves = []
+    for pert in others:
+        sub = df[(df["perturbation"] == pert) & (df["metric"] == "accuracy")]
+        if len(sub.drop_duplicates(["severity", "params_json"])) >= 2:
+            curves.append(_img(level_curves(df, pert), pert))
+    if curves:
+        parts.append("<h2>Noise, occlusion and other perturbations</h2>")
+        parts.append('<div class="plots">' + "".join(curves) + "</div>")
+    return parts
+
+
+def write_report(
+    db: str | Path, out: str | Path, *, title: str = "robustlab report", baseline: str | None = None
+) -> Path:
     """Write a self-contained HTML report of everything in the results store ``db``.
 
     Args:
         db: path of the SQLite results store.
         out: the HTML file to write (its folder must exist).
         title: page title.
+        baseline: a model in the store against which per-corruption errors are shown as relative CE.
 
     Returns:
         The path written.
@@ -115,17 +157,7 @@ def write_report(db: str | Path, out: str | Path, *, title: str = "robustlab rep
     else:
         parts.append("<h2>Summary</h2>")
         parts.append(_table(_summary(df), left=2, table_id="summary"))
-        perts = sorted(p for p in df["perturbation"].unique() if p != "clean")
-        imgs = []
-        for pert in perts:
-            sub = df[df["perturbation"] == pert]
-            if sub["severity"].nunique() < 2:
-                continue
-            png = base64.b64encode(severity_curves(df, pert)).decode()
-            imgs.append(f'<img alt="{html.escape(pert)}" src="data:image/png;base64,{png}">')
-        if imgs:
-            parts.append("<h2>Accuracy under perturbation</h2>")
-            parts.append('<div class="plots">' + "".join(imgs) + "</div>")
+        parts.extend(_figures(df, baseline))
         parts.append("<h2>All results</h2>")
         cols = ["model", "dataset", "split", "perturbation", "severity", "params_json", "metric", "value", "n", "seed"]
         shown = df[[c for c in [*cols, "run_id"] if c in df.columns]].rename(columns={"params_json": "params"})
