@@ -34,6 +34,10 @@ document.querySelectorAll('table.sortable th').forEach((th, i) => th.addEventLis
     const y = b.cells[i].dataset.v ?? b.cells[i].textContent; const nx = parseFloat(x), ny = parseFloat(y);
     return dir * ((isNaN(nx) || isNaN(ny)) ? x.localeCompare(y) : nx - ny); });
   rows.forEach(r => body.appendChild(r)); }));
+// how many plots decoded, for automated checks of the rendered page
+window.addEventListener('load', () => { const imgs = Array.from(document.images);
+  document.body.dataset.plots = imgs.length;
+  document.body.dataset.plotsRendered = imgs.filter(i => i.complete && i.naturalWidth > 0).length; });
 """
 
 
