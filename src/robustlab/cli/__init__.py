@@ -7,6 +7,7 @@ import os
 import sys
 
 # importing the verb modules registers their commands
+from robustlab.cli import corrupt as _corrupt  # noqa: E402,F401
 from robustlab.cli import demo as _demo  # noqa: E402,F401
 from robustlab.cli import evaluate as _evaluate  # noqa: E402,F401
 from robustlab.cli import models as _models  # noqa: E402,F401

@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 
 # imported for their @PERTURBATIONS.register side effect
-from robustlab.perturb import blur, digital, jpeg, noise, weather  # noqa: F401
+from robustlab.perturb import blur, digital, jpeg, noise, occlusion, sequences, weather  # noqa: F401
 from robustlab.perturb._profiles import (
     ALL_CORRUPTIONS,
     PROFILES,
@@ -24,18 +24,26 @@ from robustlab.perturb._profiles import (
     severity_params,
 )
 from robustlab.perturb._registry import PERTURBATIONS
+from robustlab.perturb.occlusion import patch_occlusion, random_patch_occlusion
+from robustlab.perturb.sequences import NOISE_SEQUENCES, SEQUENCES, TEMPORAL_SEQUENCES
 from robustlab.perturb.sweep import additive_gaussian_noise
 
 __all__ = [
     "ALL_CORRUPTIONS",
+    "NOISE_SEQUENCES",
     "PERTURBATIONS",
     "PROFILES",
+    "SEQUENCES",
     "SEVERITY_TABLES",
+    "TEMPORAL_SEQUENCES",
     "TEST_CORRUPTIONS",
     "VALIDATION_CORRUPTIONS",
     "additive_gaussian_noise",
     "list_perturbations",
+    "patch_occlusion",
     "perturb",
+    "perturbation_sequence",
+    "random_patch_occlusion",
     "resolve_profile",
     "severity_params",
 ]
@@ -72,10 +80,42 @@ def perturb(
         ValueError: unknown name (with close matches), bad images, severity or profile.
     """
     fn = PERTURBATIONS.get(name)
+    if name.endswith("_sequence") or name == "patch_occlusion":
+        hint = (
+            "perturbation_sequence()" if name.endswith("_sequence") else "patch_occlusion() (it returns the mask too)"
+        )
+        raise ValueError(f"{name!r} takes no severity; call {hint} instead of perturb()")
     out = fn(images, severity, generator=generator, profile=profile, **kwargs)
     if jpeg_quality is not None:
         out = jpeg.jpeg_roundtrip(out, jpeg_quality)
     return out
+
+
+def perturbation_sequence(
+    images: Tensor,
+    name: str,
+    *,
+    generator: torch.Generator | Sequence[torch.Generator] | None = None,
+    profile: str | None = None,
+    frames: int | None = None,
+    **kwargs: Any,
+) -> Tensor:
+    """An ImageNet-P / CIFAR-P style sequence of frames for each image.
+
+    Args:
+        images: clean pixels.
+        name: a sequence, e.g. ``"rotate"`` or ``"rotate_sequence"`` (see :data:`SEQUENCES`).
+        generator: one generator, or one per sample.
+        profile: ``"imagenet"``, ``"cifar"`` or ``"tiny"`` frame counts and steps; default from the image size.
+        frames: number of frames (default: the original's).
+        kwargs: extra options of that sequence (e.g. ``crop``).
+
+    Returns:
+        Frames ``(N, T, C, H, W)`` in [0, 1]. Compare noise sequences (:data:`NOISE_SEQUENCES`) with the first
+        frame and the others with the previous one (:func:`robustlab.metrics.flip_probability`).
+    """
+    key = name if name.endswith("_sequence") else f"{name}_sequence"
+    return PERTURBATIONS.get(key)(images, generator=generator, profile=profile, frames=frames, **kwargs)
 
 
 def list_perturbations() -> list[str]:
