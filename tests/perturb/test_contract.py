@@ -49,7 +49,13 @@ def test_batch_independence(name: str) -> None:
     torch.testing.assert_close(batched[1:2], alone, atol=1e-5, rtol=0)
 
 
-@pytest.mark.parametrize("name", REGISTERED)
+# The original elastic recipe is not monotone in severity: at the cifar profile severity 1 is a pure 2.56-px affine
+# jitter that moves pixels further than severity 5's 0.96-px jitter plus a mild warp (AlexNet's ImageNet-C errors are
+# non-monotone for it too: .70 at s2, .56 at s3). tests/perturb/test_digital.py checks the recipe itself.
+NOT_MONOTONE = {"elastic_transform"}
+
+
+@pytest.mark.parametrize("name", [n for n in REGISTERED if n not in NOT_MONOTONE])
 def test_severity_moves_away_from_clean(name: str) -> None:
     x = _images(n=8, seed=3)
     dist = []
