@@ -37,7 +37,11 @@ def check_images(images: object, *, name: str = "images", channels: int | None =
     if channels is not None and images.shape[1] != channels:
         raise ValueError(f"{name} must have {channels} channels, got shape {tuple(images.shape)}")
     if images.numel():
-        lo, hi = torch.aminmax(images.detach())
+        view = images.detach()
+        if not view.is_contiguous() and view.is_contiguous(memory_format=torch.channels_last):
+            # NHWC-backed batches (from uint8 HWC arrays): reduce over the contiguous permuted view, no copy
+            view = view.permute(0, 2, 3, 1)
+        lo, hi = torch.aminmax(view)
         lo_v, hi_v = float(lo), float(hi)
         if (
             not (lo_v == lo_v and hi_v == hi_v)
