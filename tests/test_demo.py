@@ -25,21 +25,26 @@ def test_demo_offline_digits(tmp_path, monkeypatch) -> None:
     assert result.exit_code == 0, result.output
     db, report = tmp_path / "robustlab.db", tmp_path / "robustlab-report.html"
     assert db.is_file() and report.is_file()
-    assert _rows(db) == 7  # clean + 6 noise levels
+    assert _rows(db) == 1 + 15 * 5 + 6  # clean, 15 corruptions x 5 severities, 6 noise levels
     with sqlite3.connect(db) as conn:
         clean = conn.execute("SELECT value, n FROM results WHERE perturbation='clean'").fetchone()
         noisy = conn.execute(
-            "SELECT value FROM results WHERE perturbation='gaussian_noise_sigma' ORDER BY severity DESC"
+            "SELECT value FROM results WHERE perturbation='gaussian_noise_sigma' ORDER BY params_json DESC"
         ).fetchone()
+        corrupted = conn.execute(
+            "SELECT AVG(value) FROM results WHERE perturbation='gaussian_noise' AND severity=5"
+        ).fetchone()[0]
     assert clean[1] == 360
     assert clean[0] > 0.8  # a trained model, not chance (0.1)
     assert noisy[0] < clean[0]  # the strongest noise hurts
+    assert corrupted < clean[0]
+    assert "mean corruption error" in result.output
     html = report.read_text()
     assert "data:image/png;base64," in html and f"{clean[0]:.4f}" in html
     # a second run resumes training from its checkpoint and adds no rows
     again = runner.invoke(app, ["demo", "--max-seconds", "20"])
     assert again.exit_code == 0, again.output
-    assert _rows(db) == 7
+    assert _rows(db) == 82
     assert "0 new results" in again.output
 
 

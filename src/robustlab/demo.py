@@ -1,4 +1,5 @@
-"""The main job on a fresh machine: train (or load) a model, measure it clean and under noise, store, report.
+"""The main job on a fresh machine: train (or load) a model, measure it clean, under the 15 common corruptions and
+under noise, store every number, and write the report.
 
 Offline and with no data it trains ``cifar:small_cnn`` on scikit-learn's bundled digits; with ``ROBUSTLAB_DATA``
 (or ``data_dir``) holding CIFAR-10 it evaluates the pretrained ``cifar:resnet20`` on the CIFAR-10 test set
@@ -7,6 +8,7 @@ instead. Every number goes through the results store, and the report is built fr
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -17,13 +19,11 @@ from typing import Any
 
 import torch
 
-from robustlab import rng
 from robustlab.data import Subset, load_dataset
-from robustlab.engine.accuracy import evaluate_accuracy
+from robustlab.engine import evaluate, summarize
 from robustlab.models import create_model, save_checkpoint
-from robustlab.perturb import additive_gaussian_noise
 from robustlab.report import write_report
-from robustlab.store import Cell, ResultKey, Store
+from robustlab.store import Store
 from robustlab.train import fit
 
 log = logging.getLogger(__name__)
@@ -46,6 +46,8 @@ class DemoResult:
     clean_accuracy: float
     noise_accuracy: dict[float, float] = field(default_factory=dict)
     """Accuracy at each pixel-space noise σ."""
+    summary: dict[str, float] = field(default_factory=dict)
+    """Headline numbers (clean accuracy, mean corruption error, noise slope) from :func:`robustlab.engine.summarize`."""
     db: Path = Path("robustlab.db")
     report: Path = Path("robustlab-report.html")
     checkpoint: Path | None = None
@@ -62,9 +64,7 @@ def _cifar_available(data_dir: str | os.PathLike[str] | None) -> Path | None:
         (root / "weights" / "akamaster_resnet_cifar10").glob("resnet20-*.th")
     ):
         return root
-    log.warning(
-        "ROBUSTLAB_DATA=%s has no CIFAR-10 test set and ResNet-20 weights; using the embedded digits", root
-    )
+    log.warning("ROBUSTLAB_DATA=%s has no CIFAR-10 test set and ResNet-20 weights; using the embedded digits", root)
     return None
 
 
@@ -87,7 +87,7 @@ def run_demo(
         out: the HTML report to write.
         workdir: where the digits model's checkpoint is kept (training resumes from it).
         data_dir: shared data folder; defaults to ``$ROBUSTLAB_DATA``. Without CIFAR-10 there, digits are used.
-        n: evaluate only the first ``n`` test images (default: 2,000 for CIFAR-10, all 360 digits).
+        n: evaluate only the first ``n`` test images (default: 1,000 for CIFAR-10, all 360 digits).
         max_seconds: training time budget for the digits model.
         seed: seed of training and of the noise generators.
         device: None picks CUDA when available.
@@ -105,7 +105,7 @@ def run_demo(
         mode, spec, sigmas = "cifar10", "cifar:resnet20", CIFAR_SIGMAS
         test = load_dataset("cifar10", data_dir=root)
         model = create_model(spec, data_dir=root, device=device)
-        n = 2000 if n is None else n
+        n = 1000 if n is None else n
     else:
         mode, spec, sigmas = "digits", "cifar:small_cnn", DIGITS_SIGMAS
         train = load_dataset("digits", split="train")
@@ -129,49 +129,22 @@ def run_demo(
         # a subset is a different dataset: its cells must not be mistaken for the full set's
         test.name = f"{test.name}[:{n}]"
 
-    config = {
-        "mode": mode,
-        "model": spec,
-        "dataset": test.name,
-        "n": len(test),
-        "sigmas": list(sigmas),
-        "seed": seed,
-        "dataset_info": test.info,
-    }
-    accs: dict[float, float] = {}
-    new = 0
+    suite = "clean,corruptions,noise:sigmas=" + "+".join(f"{v:g}" for v in sigmas)
+    config = {"mode": mode, "model": spec, "dataset": test.name, "n": len(test), "suite": suite, "seed": seed,
+              "dataset_info": test.info}  # fmt: skip
     with Store(db) as store, store.run("robustlab demo", config, device=str(device)) as run_id:
-        done = store.done_keys(model=spec, dataset=test.name)
-        for severity, sigma in enumerate((0.0, *sigmas)):
-            key = ResultKey.create(
-                spec, test.name, "accuracy", split=test.split,
-                perturbation="clean" if sigma == 0 else "gaussian_noise_sigma", severity=severity,
-                params={} if sigma == 0 else {"sigma": sigma}, seed=0 if sigma == 0 else seed,
-            )  # fmt: skip
-            if key in done:
-                row = store.results(model=spec, dataset=test.name, perturbation=key.perturbation)
-                accs[sigma] = float(row[row["severity"] == severity]["value"].iloc[0])
-                continue
-            emit({"kind": "stage", "description": f"evaluating σ={sigma:g}" if sigma else "evaluating clean"})
-
-            def perturb(images: torch.Tensor, indices: torch.Tensor, sigma: float = sigma) -> torch.Tensor:
-                gens = rng.sample_generators(seed, indices, "gaussian_noise_sigma", sigma)
-                return additive_gaussian_noise(images, sigma, generator=gens)
-
-            correct, count = evaluate_accuracy(
-                model,
-                test,
-                batch_size=256,
-                device=device,
-                perturb=perturb if sigma else None,
-                callback=callback,
-            )
-            accs[sigma] = correct / count
-            new += store.add(run_id, [Cell(key, correct / count, count)])
+        cells = evaluate(
+            model, test, suite, store=store, run_id=run_id, model_name=spec, seed=seed, batch_size=256,
+            device=device, profile="cifar", callback=callback,
+        )  # fmt: skip
+    accs = {float(json.loads(c.key.params_json).get("sigma", 0.0)): c.value for c in cells
+            if c.key.perturbation in ("clean", "gaussian_noise_sigma")}  # fmt: skip
+    summary = summarize(cells)
+    new = sum(not c.resumed for c in cells)
     emit({"kind": "stage", "description": "writing report"})
     report = write_report(db, out, title=f"robustlab demo — {spec} on {test.name}")
     return DemoResult(
         mode=mode, model=spec, dataset=test.name, clean_accuracy=accs[0.0],
-        noise_accuracy={s: accs[s] for s in sigmas}, db=Path(db), report=report, checkpoint=ckpt, new_rows=new,
-        seconds=time.monotonic() - started,
+        noise_accuracy={s: accs[s] for s in sigmas}, summary=summary, db=Path(db), report=report, checkpoint=ckpt,
+        new_rows=new, seconds=time.monotonic() - started,
     )  # fmt: skip

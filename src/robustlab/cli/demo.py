@@ -20,12 +20,10 @@ def demo_command(
     ),
     n: int | None = typer.Option(None, "--n", min=1, help="Evaluate only the first N test images."),
     max_seconds: float = typer.Option(150.0, "--max-seconds", min=1, help="Training time budget (digits)."),
-    device: str | None = typer.Option(
-        None, "--device", help="cpu, cuda, cuda:1 ... (default: cuda if present)."
-    ),
+    device: str | None = typer.Option(None, "--device", help="cpu, cuda, cuda:1 ... (default: cuda if present)."),
     seed: int = typer.Option(0, "--seed"),
 ) -> None:
-    """Train or load a model, measure it clean and under noise, store the numbers, write a report."""
+    """Train or load a model, measure it clean, under 15 corruptions and under noise; store it all; write a report."""
     from robustlab.demo import run_demo
 
     with user_errors(), make_progress() as progress:
@@ -42,6 +40,9 @@ def demo_command(
                     total=event.get("total"),
                     description=f"epoch {event.get('epoch')}  loss {event.get('loss', 0):.3f}",
                 )
+            elif kind == "group":
+                progress.update(task, description=f"evaluating {event['description']}", completed=0,
+                                total=event["total"] or 1)  # fmt: skip
             elif "done" in event:
                 progress.update(task, completed=event["done"], total=event.get("total"))
 
@@ -57,11 +58,16 @@ def demo_command(
         )
 
     table = Table(title=f"{result.model} on {result.dataset}")
-    table.add_column("perturbation")
-    table.add_column("accuracy", justify="right")
-    table.add_row("clean", f"{100 * result.clean_accuracy:.2f} %")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    table.add_row("clean accuracy", f"{100 * result.clean_accuracy:.2f} %")
+    if "mean_corruption_error" in result.summary:
+        table.add_row("mean corruption error (15 corruptions × 5 severities)",
+                      f"{100 * result.summary['mean_corruption_error']:.2f} %")  # fmt: skip
     for sigma, acc in result.noise_accuracy.items():
-        table.add_row(f"gaussian noise σ={sigma:g}", f"{100 * acc:.2f} %")
+        table.add_row(f"accuracy under gaussian noise σ={sigma:g}", f"{100 * acc:.2f} %")
+    if "noise_slope" in result.summary:
+        table.add_row("noise slope (accuracy per unit σ)", f"{result.summary['noise_slope']:+.3f}")
     console.print(table)
     console.print(
         f"{result.new_rows} new results in [bold]{result.db}[/]; report: [bold]{result.report}[/]"
