@@ -112,5 +112,11 @@ def eval_command(
     for name, value in summarize(cells).items():
         shown = f"{value:+.3f}" if name == "noise_slope" else f"{100 * value:.2f} %"
         table.add_row(labels.get(name, name), shown)
+    by_perturbation: dict[str, list[float]] = {}
+    for cell in cells:
+        if cell.key.perturbation != "clean":
+            by_perturbation.setdefault(cell.key.perturbation, []).append(cell.value)
+    for name, values in by_perturbation.items():
+        table.add_row(f"{name}: mean accuracy over {len(values)} level(s)", f"{100 * sum(values) / len(values):.2f} %")
     console.print(table)
     console.print(f"{len(cells)} cells, {new} new, {len(cells) - new} already in [bold]{db}[/]")
