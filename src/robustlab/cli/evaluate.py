@@ -31,13 +31,19 @@ def eval_command(
     workers: int = typer.Option(0, "--workers", min=0, help="Data-loading processes (image folders)."),
     data_dir: Path | None = typer.Option(None, "--data-dir", envvar="ROBUSTLAB_DATA"),
     pretrained: bool = typer.Option(True, "--pretrained/--random-init"),
+    corrupted_data: Path | None = typer.Option(
+        None,
+        "--corrupted-data",
+        help="Pre-made CIFAR-10-C folder or ImageNet-C tree: 'corruptions' in the suite reads these files instead "
+        "of corrupting on the fly (stored with params source=files).",
+    ),  # fmt: skip
 ) -> None:
     """Evaluate a model on a dataset under a perturbation suite; re-running resumes and adds no duplicates."""
     import torch
 
     from robustlab.data import Subset, fit_to_model, load_dataset
     from robustlab.engine import evaluate, summarize
-    from robustlab.engine.suite import build_suite
+    from robustlab.engine.suite import Group, build_suite, file_groups, split_file_corruptions
     from robustlab.models import create_model
     from robustlab.store import Store
     from robustlab.train.distributed import rank
@@ -57,7 +63,21 @@ def eval_command(
             dataset = Subset(dataset, range(n))
             dataset.name = f"{dataset.name}[:{n}]"
         first, _ = dataset.get_batch([0])
-        groups = build_suite(suite, profile=profile, image_size=tuple(first.shape[-2:]))
+        if corrupted_data is not None:
+            # the suite's corruption entries come from files; everything else stays on the fly
+            wanted, rest = split_file_corruptions(suite)
+            groups = build_suite(rest, profile=profile, image_size=tuple(first.shape[-2:])) if rest else []
+            files = file_groups(
+                corrupted_data,
+                corruptions=wanted,
+                class_names=dataset.class_names,
+                classes=getattr(dataset, "class_ids", None),
+            )
+            if n is not None:
+                files = [Group(g.name, g.conditions, Subset(g.dataset, range(min(n, len(g.dataset))))) for g in files]
+            groups += files
+        else:
+            groups = build_suite(suite, profile=profile, image_size=tuple(first.shape[-2:]))
         config = {
             "model": model,
             "data": data,

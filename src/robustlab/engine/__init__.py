@@ -10,7 +10,15 @@ from __future__ import annotations
 from robustlab.engine._shard import shard_indices
 from robustlab.engine.accuracy import evaluate_accuracy, predict, resolve_amp
 from robustlab.engine.evaluate import CellResult, evaluate
-from robustlab.engine.suite import DEFAULT_RATIOS, DEFAULT_SIGMAS, Condition, Group, build_suite, parse_suite
+from robustlab.engine.suite import (
+    DEFAULT_RATIOS,
+    DEFAULT_SIGMAS,
+    Condition,
+    Group,
+    build_suite,
+    file_groups,
+    parse_suite,
+)
 from robustlab.engine.summary import summarize
 
 __all__ = [
@@ -22,6 +30,7 @@ __all__ = [
     "build_suite",
     "evaluate",
     "evaluate_accuracy",
+    "file_groups",
     "parse_suite",
     "predict",
     "resolve_amp",

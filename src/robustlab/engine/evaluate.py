@@ -129,10 +129,18 @@ def evaluate(
         if not pending:
             emit({"kind": "group", "description": f"{group.name} (done)", "total": 0})
             continue
-        emit({"kind": "group", "description": group.name, "total": n_batches})
+        source, shard, batches = dataset, mine, n_batches
+        if group.dataset is not None:
+            source = group.dataset
+            if len(source) != len(dataset):
+                raise ValueError(
+                    f"{group.name}: {len(source)} samples but the clean dataset has {len(dataset)}; pre-made "
+                    "corrupted data must hold the same samples in the same order"
+                )
+        emit({"kind": "group", "description": group.name, "total": batches})
         correct = torch.zeros(len(pending), dtype=torch.int64, device=device)
         count = 0
-        for b, batch in enumerate(iter_batches(dataset, batch_size, indices=mine, num_workers=num_workers)):
+        for b, batch in enumerate(iter_batches(source, batch_size, indices=shard, num_workers=num_workers)):
             images = batch.images.to(device, non_blocking=True)
             labels = batch.labels.to(device, non_blocking=True)
             with torch.inference_mode():
@@ -142,7 +150,7 @@ def evaluate(
                         logits = model(x)
                     correct[j] += (logits.argmax(dim=1) == labels).sum()
             count += len(batch.indices)
-            emit({"kind": "batch", "done": b + 1, "total": n_batches})
+            emit({"kind": "batch", "done": b + 1, "total": batches})
         totals = reduce_sum(torch.cat([correct.cpu(), torch.tensor([count])]))
         total = int(totals[-1])
         cells = [Cell(k, int(totals[j]) / total if total else float("nan"), total) for j, (_, k) in enumerate(pending)]

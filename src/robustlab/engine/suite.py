@@ -19,8 +19,10 @@ the data (a corruption's five severities, the noise levels), so a killed run res
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from torch import Tensor
@@ -72,10 +74,88 @@ class Condition:
 
 @dataclass(frozen=True)
 class Group:
-    """Conditions evaluated in one pass over the data."""
+    """Conditions evaluated in one pass over the data.
+
+    ``dataset`` replaces the evaluated dataset for this group: pre-made corrupted files (CIFAR-10-C, ImageNet-C)
+    whose samples are the clean dataset's samples in the same order.
+    """
 
     name: str
     conditions: tuple[Condition, ...]
+    dataset: Any = None
+
+
+def split_file_corruptions(suite: str | Sequence[str]) -> tuple[list[str], list[str]]:
+    """Separate a suite's corruption entries (read from files with :func:`file_groups`) from the rest.
+
+    Returns:
+        ``(corruptions, rest)``: corruption names in suite order, and the other entries as suite tokens.
+    """
+    corruptions: list[str] = []
+    rest: list[str] = []
+    groups = {"corruptions": TEST_CORRUPTIONS, "validation": VALIDATION_CORRUPTIONS, "all_corruptions": ALL_CORRUPTIONS}
+    for name, options in parse_suite(suite):
+        if name in groups or name in ALL_CORRUPTIONS:
+            corruptions += [c for c in groups.get(name, (name,)) if c not in corruptions]
+        else:
+            pairs = [f"{k}={v}" for k, v in options.items()]
+            rest.append(f"{name}:{','.join(pairs)}" if pairs else name)
+    return corruptions, rest
+
+
+def file_groups(
+    root: str | os.PathLike[str],
+    *,
+    corruptions: Sequence[str] = TEST_CORRUPTIONS,
+    severities: Sequence[int] = (1, 2, 3, 4, 5),
+    class_names: Sequence[str] | None = None,
+    classes: Sequence[str] | None = None,
+) -> list[Group]:
+    """Groups that read pre-made corrupted data instead of corrupting on the fly.
+
+    Args:
+        root: a CIFAR-10-C / CIFAR-100-C folder (``<corruption>.npy`` + ``labels.npy``) or an ImageNet-C tree
+            (``<corruption>/<severity>/<wnid>/``).
+        corruptions: which corruptions to read; those missing from ``root`` raise.
+        severities: which severities.
+        class_names: class names of the clean dataset (keeps labels and names consistent).
+        classes: for ImageNet-C trees, the full ordered list of class folders (wnids) of the clean dataset, so that a
+            partial tree keeps the right label indices.
+
+    Returns:
+        One group per corruption; conditions are stored with ``params={"source": "files"}``, so they never mix with
+        on-the-fly cells.
+
+    Raises:
+        FileNotFoundError: ``root`` is neither layout. ValueError: a corruption missing from it.
+    """
+    from robustlab.data import list_cifar_c_corruptions, list_imagenet_c_corruptions, load_cifar_c, load_imagenet_c
+
+    root = Path(root)
+    if (root / "labels.npy").is_file():
+        present = list_cifar_c_corruptions(root)
+
+        def load(c: str, s: int) -> Any:
+            return load_cifar_c(root, c, s, class_names=list(class_names) if class_names else None)
+    elif list_imagenet_c_corruptions(root):
+        present = list_imagenet_c_corruptions(root)
+
+        def load(c: str, s: int) -> Any:
+            return load_imagenet_c(root, c, s, classes=classes, class_names=class_names)
+    else:
+        raise FileNotFoundError(
+            f"{root} is neither a CIFAR-10-C folder (<corruption>.npy + labels.npy) nor an ImageNet-C tree "
+            "(<corruption>/<severity>/<class>/*.JPEG)"
+        )
+    missing = [c for c in corruptions if c not in present]
+    if missing:
+        raise ValueError(f"{root} has no data for {missing}; it holds {present}")
+    # each (corruption, severity) is its own dataset, hence its own group and pass
+    return [
+        Group(f"{c} s{s} (files)", (Condition(c, s, {"source": "files"}, False, None),), load(c, s))
+        for c in corruptions
+        for s in severities
+    ]
 
 
 def _corruption(name: str, severity: int, profile: str | None) -> Condition:
@@ -135,7 +215,7 @@ def parse_suite(suite: str | Sequence[str]) -> list[tuple[str, dict[str, str]]]:
     Raises:
         ValueError: an option before any token, or an option that is not ``key=value``.
     """
-    parts = [str(t) for t in suite] if not isinstance(suite, str) else suite.split(",")
+    parts = [p for t in ([suite] if isinstance(suite, str) else suite) for p in str(t).split(",")]
     tokens: list[tuple[str, dict[str, str]]] = []
     for part in (p.strip() for p in parts):
         if not part:
