@@ -93,3 +93,17 @@ def test_model_mode_untouched(red_vs_blue_model, colour_dataset) -> None:
     assert not red_vs_blue_model.training
     assert all(p.grad is None for p in red_vs_blue_model.parameters())
     assert torch.is_grad_enabled()
+
+
+def test_sequences_measure_flips_and_top5_and_resume(red_vs_blue_model, colour_dataset, tmp_path) -> None:
+    # constant-colour images: rotating in black corners scales red and blue alike, so no prediction flips
+    cells = evaluate(red_vs_blue_model, colour_dataset, "rotate,gaussian_noise_sequence", profile="cifar")
+    by = {(c.key.perturbation, c.key.metric): c.value for c in cells}
+    assert by[("rotate_sequence", "flip_probability")] == 0.0
+    assert 0.0 <= by[("gaussian_noise_sequence", "flip_probability")] <= 1.0
+    assert all(c.key.metric in ("flip_probability", "top5_distance") for c in cells)
+    assert all(c.value != c.value for c in cells if c.key.metric == "top5_distance")  # 2 classes: undefined (NaN)
+    with Store(tmp_path / "s.db") as store, store.run("eval", {}) as run_id:
+        evaluate(red_vs_blue_model, colour_dataset, "translate", store=store, run_id=run_id, profile="cifar")
+        again = evaluate(red_vs_blue_model, colour_dataset, "translate", store=store, run_id=run_id, profile="cifar")
+        assert all(c.resumed for c in again) and len(store.results()) == 2

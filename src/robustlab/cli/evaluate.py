@@ -128,15 +128,20 @@ def eval_command(
     table.add_column("value", justify="right")
     labels = {"clean_accuracy": "clean accuracy", "mean_corruption_error": "mean corruption error (15 × sev.)",
               "mce": "mCE (AlexNet-normalised)", "relative_mce": "relative mCE", "validation_mean_error":
-              "validation corruptions, mean error", "noise_slope": "noise slope (accuracy per unit σ)"}  # fmt: skip
+              "validation corruptions, mean error", "noise_slope": "noise slope (accuracy per unit σ)",
+              "mean_flip_probability": "mean flip probability (test sequences)"}  # fmt: skip
     for name, value in summarize(cells).items():
         shown = f"{value:+.3f}" if name == "noise_slope" else f"{100 * value:.2f} %"
         table.add_row(labels.get(name, name), shown)
-    by_perturbation: dict[str, list[float]] = {}
+    by_perturbation: dict[tuple[str, str], list[float]] = {}
     for cell in cells:
-        if cell.key.perturbation != "clean":
-            by_perturbation.setdefault(cell.key.perturbation, []).append(cell.value)
-    for name, values in by_perturbation.items():
-        table.add_row(f"{name}: mean accuracy over {len(values)} level(s)", f"{100 * sum(values) / len(values):.2f} %")
+        if cell.key.perturbation != "clean" and cell.value == cell.value:
+            by_perturbation.setdefault((cell.key.perturbation, cell.key.metric), []).append(cell.value)
+    for (name, metric), values in by_perturbation.items():
+        mean = sum(values) / len(values)
+        if metric == "accuracy":
+            table.add_row(f"{name}: mean accuracy over {len(values)} level(s)", f"{100 * mean:.2f} %")
+        else:
+            table.add_row(f"{name}: {metric.replace('_', ' ')}", f"{mean:.4f}")
     console.print(table)
     console.print(f"{len(cells)} cells, {new} new, {len(cells) - new} already in [bold]{db}[/]")

@@ -22,6 +22,7 @@ from robustlab.data._base import ImageDataset, iter_batches
 from robustlab.engine._shard import dist_rank_world, reduce_sum, shard_indices
 from robustlab.engine.accuracy import _check_inputs, _model_device, autocast, resolve_amp
 from robustlab.engine.suite import Condition, Group, build_suite
+from robustlab.metrics.perturbation import flip_fractions, top5_distances
 from robustlab.store import Cell, ResultKey, Store
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,34 @@ def _key(
         model_name, dataset.name, metric, split=dataset.split, perturbation=condition.perturbation,
         severity=condition.severity, params=dict(condition.params), seed=seed if condition.seeded else 0,
     )  # fmt: skip
+
+
+def _measure(
+    model: nn.Module,
+    x: torch.Tensor,
+    labels: torch.Tensor,
+    condition: Condition,
+    device: torch.device,
+    dtype: torch.dtype | None,
+    batch_size: int,
+) -> torch.Tensor:
+    """Per-batch sums of the condition's metrics: correct count, or per-sequence flip fraction and top-5 distance."""
+    if condition.metrics == ("accuracy",):
+        with autocast(device, dtype):
+            logits = model(x)
+        return (logits.argmax(dim=1) == labels).sum().to(torch.float64).view(1)
+    n, t = x.shape[:2]
+    frames = x.flatten(0, 1)
+    # frames of a batch can be many (31 per image): forward them in chunks of the batch size
+    chunks = []
+    for i in range(0, len(frames), batch_size):
+        with autocast(device, dtype):
+            chunks.append(model(frames[i : i + batch_size]).float())
+    logits = torch.cat(chunks).view(n, t, -1)
+    noise = condition.params.get("compare") == "first"
+    flips = flip_fractions(logits.argmax(dim=-1), noise=noise).sum()
+    t5d = top5_distances(logits, noise=noise).sum() if logits.shape[-1] >= 5 else torch.tensor(float("nan"))
+    return torch.stack([flips.double(), t5d.double().to(flips.device)])
 
 
 def evaluate(
@@ -121,15 +150,15 @@ def evaluate(
 
     results: list[CellResult] = []
     for group in groups:
-        keys = [_key(name, dataset, c, seed) for c in group.conditions]
-        pending = [(c, k) for c, k in zip(group.conditions, keys, strict=True) if k not in done]
-        for k in keys:
-            if k in done:
-                results.append(CellResult(k, done[k][0], done[k][1], resumed=True))
+        # one key per (condition, metric); a condition is pending when any of its cells is missing
+        keyed = [(c, [_key(name, dataset, c, seed, m) for m in c.metrics]) for c in group.conditions]
+        pending = [(c, ks) for c, ks in keyed if any(k not in done for k in ks)]
+        for _, ks in keyed:
+            results.extend(CellResult(k, done[k][0], done[k][1], resumed=True) for k in ks if k in done)
         if not pending:
             emit({"kind": "group", "description": f"{group.name} (done)", "total": 0})
             continue
-        source, shard, batches = dataset, mine, n_batches
+        source = dataset
         if group.dataset is not None:
             source = group.dataset
             if len(source) != len(dataset):
@@ -137,28 +166,35 @@ def evaluate(
                     f"{group.name}: {len(source)} samples but the clean dataset has {len(dataset)}; pre-made "
                     "corrupted data must hold the same samples in the same order"
                 )
-        emit({"kind": "group", "description": group.name, "total": batches})
-        correct = torch.zeros(len(pending), dtype=torch.int64, device=device)
+        emit({"kind": "group", "description": group.name, "total": n_batches})
+        sums = [torch.zeros(len(c.metrics), dtype=torch.float64, device=device) for c, _ in pending]
         count = 0
-        for b, batch in enumerate(iter_batches(source, batch_size, indices=shard, num_workers=num_workers)):
+        for b, batch in enumerate(iter_batches(source, batch_size, indices=mine, num_workers=num_workers)):
             images = batch.images.to(device, non_blocking=True)
             labels = batch.labels.to(device, non_blocking=True)
             with torch.inference_mode():
                 for j, (condition, _) in enumerate(pending):
                     x = condition.images(images, batch.indices, seed)
-                    with autocast(device, dtype):
-                        logits = model(x)
-                    correct[j] += (logits.argmax(dim=1) == labels).sum()
+                    sums[j] += _measure(model, x, labels, condition, device, dtype, batch_size)
             count += len(batch.indices)
-            emit({"kind": "batch", "done": b + 1, "total": batches})
-        totals = reduce_sum(torch.cat([correct.cpu(), torch.tensor([count])]))
+            emit({"kind": "batch", "done": b + 1, "total": n_batches})
+        totals = reduce_sum(torch.cat([*(v.cpu() for v in sums), torch.tensor([float(count)], dtype=torch.float64)]))
         total = int(totals[-1])
-        cells = [Cell(k, int(totals[j]) / total if total else float("nan"), total) for j, (_, k) in enumerate(pending)]
+        cells, offset = [], 0
+        for _, ks in pending:
+            for m, k in enumerate(ks):
+                value = float(totals[offset + m]) / total if total else float("nan")
+                if k not in done:
+                    cells.append(Cell(k, value, total))
+            offset += len(ks)
         if store is not None and rank == 0:
             store.add(run_id, cells)  # type: ignore[arg-type]
         for cell in cells:
             done[cell.key] = (cell.value, cell.n)
             emit({"kind": "cell", "key": cell.key, "value": cell.value})
             results.append(CellResult(cell.key, cell.value, cell.n, resumed=False))
-    position = {k: i for i, k in enumerate(_key(name, dataset, c, seed) for g in groups for c in g.conditions)}
+    position = {
+        k: i
+        for i, k in enumerate(_key(name, dataset, c, seed, m) for g in groups for c in g.conditions for m in c.metrics)
+    }
     return sorted(results, key=lambda r: position[r.key])

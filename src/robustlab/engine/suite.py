@@ -31,19 +31,26 @@ from robustlab import rng
 from robustlab._registry import close_matches_message
 from robustlab.perturb import (
     ALL_CORRUPTIONS,
+    NOISE_SEQUENCES,
     PERTURBATIONS,
     PROFILES,
+    SEQUENCES,
     TEST_CORRUPTIONS,
     VALIDATION_CORRUPTIONS,
     additive_gaussian_noise,
     perturb,
+    perturbation_sequence,
 )
 from robustlab.perturb.occlusion import patch_occlusion
+from robustlab.perturb.sequences import TEST_SEQUENCES, VALIDATION_SEQUENCES
 
 # pixel-space σ levels of the default noise sweep: the CIFAR-C and ImageNet-C Gaussian-noise range
 DEFAULT_SIGMAS = (0.02, 0.04, 0.06, 0.08, 0.1, 0.15, 0.2, 0.3)
 DEFAULT_RATIOS = (0.05, 0.1, 0.2, 0.3, 0.5)
-SUITE_TOKENS = ("clean", "corruptions", "validation", "all_corruptions", "noise", "occlusion")
+SUITE_TOKENS = (
+    "clean", "corruptions", "validation", "all_corruptions", "noise", "occlusion", "sequences", "validation_sequences",
+    "all_sequences",
+)  # fmt: skip
 
 
 @dataclass(frozen=True, eq=False)
@@ -55,7 +62,8 @@ class Condition:
         severity: 1..5 for corruptions, 0 where the level lives in ``params``.
         params: parameters recorded in the store key (profile, σ, ratio...).
         seeded: whether the seed changes the result (clean data is stored with seed 0 whatever the seed).
-        apply: the image transform; None for clean data.
+        apply: the image transform; None for clean data. Sequences return frames ``(N, T, C, H, W)``.
+        metrics: what is measured: ``("accuracy",)``, or ``("flip_probability", "top5_distance")`` for sequences.
     """
 
     perturbation: str
@@ -63,6 +71,7 @@ class Condition:
     params: Mapping[str, Any] = field(default_factory=dict)
     seeded: bool = True
     apply: Callable[[Tensor, Tensor, int], Tensor] | None = field(default=None, compare=False)
+    metrics: tuple[str, ...] = ("accuracy",)
 
     @property
     def identity(self) -> tuple[str, int, str]:
@@ -164,6 +173,18 @@ def _corruption(name: str, severity: int, profile: str | None) -> Condition:
         return perturb(images, name, severity, generator=gens, profile=profile)
 
     return Condition(name, severity, {"profile": profile} if profile else {}, True, apply)
+
+
+def _sequence(name: str, profile: str | None) -> Condition:
+    key = name if name.endswith("_sequence") else f"{name}_sequence"
+
+    def apply(images: Tensor, indices: Tensor, seed: int) -> Tensor:
+        gens = rng.sample_generators(seed, indices, key)
+        return perturbation_sequence(images, key, generator=gens, profile=profile)
+
+    compare = "first" if key in NOISE_SEQUENCES else "previous"
+    params = {"compare": compare, **({"profile": profile} if profile else {})}
+    return Condition(key, 0, params, True, apply, ("flip_probability", "top5_distance"))
 
 
 def _noise(sigma: float) -> Condition:
@@ -288,6 +309,15 @@ def build_suite(
                 if corruption not in PERTURBATIONS:
                     raise ValueError(f"corruption {corruption!r} is not available in this installation")
                 add(corruption, [_corruption(corruption, s, prof) for s in severities])
+        elif name in ("sequences", "validation_sequences", "all_sequences") or {name, f"{name}_sequence"} & set(
+            SEQUENCES
+        ):
+            # corruption names were taken above, so "gaussian_noise" is the corruption and "rotate" the sequence
+            key = name if name in SEQUENCES else f"{name}_sequence"
+            names = {"sequences": TEST_SEQUENCES, "validation_sequences": VALIDATION_SEQUENCES,
+                     "all_sequences": SEQUENCES}.get(name, (key,))  # fmt: skip
+            for seq in names:
+                add(seq, [_sequence(seq, prof)])
         elif name == "noise":
             given = options.pop("sigmas", None)
             levels = _floats(given, "sigmas") if given else tuple(sigmas or DEFAULT_SIGMAS)
@@ -302,7 +332,7 @@ def build_suite(
             patch = int(options.pop("patch", patch_size or default_patch))
             add("occlusion", [_occlusion(r, patch) for r in levels])
         else:
-            known = list(SUITE_TOKENS) + list(ALL_CORRUPTIONS)
+            known = list(SUITE_TOKENS) + list(ALL_CORRUPTIONS) + list(SEQUENCES)
             raise ValueError(close_matches_message("suite entry", name, known))
         if options:
             raise ValueError(f"unknown option(s) {sorted(options)} for suite entry {name!r}")

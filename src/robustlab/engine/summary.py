@@ -9,11 +9,13 @@ from typing import Any
 
 from robustlab.metrics import (
     mean_corruption_error,
+    mean_flip_rate,
     relative_mean_corruption_error,
     robustness_slope,
     unnormalized_mean_corruption_error,
 )
 from robustlab.perturb import TEST_CORRUPTIONS, VALIDATION_CORRUPTIONS
+from robustlab.perturb.sequences import TEST_SEQUENCES
 from robustlab.store import ResultKey
 
 
@@ -28,14 +30,18 @@ def summarize(cells: Iterable[Any]) -> dict[str, float]:
         Whichever of these the cells support: ``clean_accuracy``; ``mean_corruption_error`` (unnormalised mean over
         the 15 test corruptions x their severities, the CIFAR-10-C convention); ``mce`` and ``relative_mce``
         (AlexNet-normalised, only for the imagenet profile, where the AlexNet table applies, and only with all five
-        severities); ``validation_mean_error``; ``noise_slope`` (accuracy per unit σ, clean included as σ = 0).
+        severities); ``validation_mean_error``; ``mean_flip_probability`` (raw mean over the test sequences
+        present); ``noise_slope`` (accuracy per unit σ, clean included as σ = 0).
     """
     clean: float | None = None
     errors: dict[str, dict[int, float]] = defaultdict(dict)
     profiles: set[str] = set()
     noise: dict[float, float] = {}
+    flips: dict[str, float] = {}
     for cell in cells:
         key: ResultKey = cell.key
+        if key.metric == "flip_probability" and key.perturbation in TEST_SEQUENCES:
+            flips[key.perturbation] = float(cell.value)
         if key.metric != "accuracy":
             continue
         params = json.loads(key.params_json)
@@ -59,6 +65,9 @@ def summarize(cells: Iterable[Any]) -> dict[str, float]:
                 out["relative_mce"] = relative_mean_corruption_error(table, 1.0 - clean)
     if all(c in table for c in VALIDATION_CORRUPTIONS):
         out["validation_mean_error"] = unnormalized_mean_corruption_error(table, corruptions=VALIDATION_CORRUPTIONS)
+    if flips:
+        # without AlexNet's flip probabilities (unpublished in code) this is the raw mean, not mFR
+        out["mean_flip_probability"] = mean_flip_rate(flips)
     if noise:
         levels = dict(noise)
         if clean is not None:

@@ -22,6 +22,37 @@ def _reference_frames(values: Tensor, noise: bool) -> tuple[Tensor, Tensor]:
     return reference, later
 
 
+def flip_fractions(predictions: Tensor, *, noise: bool) -> Tensor:
+    """Per sequence, the fraction of frames 2..T whose prediction differs from the reference frame.
+
+    Args:
+        predictions: predicted labels ``(N, T)``.
+        noise: compare with the first frame (noise) or the previous one (temporal).
+
+    Returns:
+        ``(N,)`` float fractions.
+    """
+    if predictions.ndim != 2:
+        raise ValueError(f"predictions must be (N, T) labels, got {tuple(predictions.shape)}")
+    reference, later = _reference_frames(predictions, noise)
+    return (reference != later).double().mean(dim=1)
+
+
+def top5_distances(logits: Tensor, *, noise: bool) -> Tensor:
+    """Per sequence, the mean top-5 distance over frame pairs (see :func:`top5_distance`); ``(N,)`` floats."""
+    if logits.ndim != 3 or logits.shape[-1] < 5:
+        raise ValueError(f"logits must be (N, T, K) with K >= 5, got {tuple(logits.shape)}")
+    reference, later = _reference_frames(logits, noise)
+    top5 = reference.topk(5, dim=-1).indices  # (N, T-1, 5) classes in reference order
+    # new 0-based rank of every class: position in the stable descending sort of the later frame
+    order = torch.sort(later, dim=-1, descending=True, stable=True).indices
+    ranks = torch.empty_like(order)
+    ranks.scatter_(-1, order, torch.arange(order.shape[-1], device=order.device).expand_as(order))
+    new_pos = ranks.gather(-1, top5).clamp(max=5)
+    old_pos = torch.arange(5, device=logits.device)
+    return (new_pos - old_pos).abs().sum(dim=-1).double().mean(dim=1)
+
+
 def flip_probability(predictions: Tensor, *, noise: bool) -> float:
     """Mean over sequences and frames 2..T of [prediction changed against the reference frame].
 
@@ -36,8 +67,7 @@ def flip_probability(predictions: Tensor, *, noise: bool) -> float:
         predictions = predictions.argmax(dim=-1)
     if predictions.ndim != 2:
         raise ValueError(f"predictions must be (N, T) labels or (N, T, K) logits, got {tuple(predictions.shape)}")
-    reference, later = _reference_frames(predictions, noise)
-    return float((reference != later).double().mean())
+    return float(flip_fractions(predictions, noise=noise).mean())
 
 
 def top5_distance(logits: Tensor, *, noise: bool) -> float:
@@ -51,17 +81,7 @@ def top5_distance(logits: Tensor, *, noise: bool) -> float:
         logits: ``(N, T, K)`` scores, K >= 5.
         noise: as :func:`flip_probability`.
     """
-    if logits.ndim != 3 or logits.shape[-1] < 5:
-        raise ValueError(f"logits must be (N, T, K) with K >= 5, got {tuple(logits.shape)}")
-    reference, later = _reference_frames(logits, noise)
-    top5 = reference.topk(5, dim=-1).indices  # (N, T-1, 5) classes in reference order
-    # new 0-based rank of every class: position in the stable descending sort of the later frame
-    order = torch.sort(later, dim=-1, descending=True, stable=True).indices
-    ranks = torch.empty_like(order)
-    ranks.scatter_(-1, order, torch.arange(order.shape[-1], device=order.device).expand_as(order))
-    new_pos = ranks.gather(-1, top5).clamp(max=5)
-    old_pos = torch.arange(5, device=logits.device)
-    return float((new_pos - old_pos).abs().sum(dim=-1).double().mean())
+    return float(top5_distances(logits, noise=noise).mean())
 
 
 def flip_rate(probability: float, baseline_probability: float) -> float:
