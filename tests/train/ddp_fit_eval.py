@@ -17,12 +17,14 @@ from torch import nn
 
 import robustlab  # noqa: F401  (first, before anything imports torchvision)
 from robustlab.data._base import ArrayDataset
-from robustlab.engine import evaluate_accuracy, predict
+from robustlab.engine import evaluate, evaluate_accuracy, predict
 from robustlab.models.classifier import Classifier
+from robustlab.store import Store
 from robustlab.train import fit
 from robustlab.train.distributed import destroy_distributed, init_distributed, rank, world_size
 
 SIZE = 16
+SUITE = "clean,noise:sigmas=0.3,occlusion:ratios=0.5,patch=4"
 
 
 def make_data(n: int, seed: int, *, wrong_every: int = 0) -> ArrayDataset:
@@ -51,9 +53,7 @@ def make_model(seed: int = 0) -> Classifier:
             nn.Flatten(),
             nn.Linear(8, 2),
         )
-    model = Classifier(
-        net, mean=(0.5,) * 3, std=(0.25,) * 3, input_size=(3, SIZE, SIZE), class_names=["r", "b"]
-    )
+    model = Classifier(net, mean=(0.5,) * 3, std=(0.25,) * 3, input_size=(3, SIZE, SIZE), class_names=["r", "b"])
     return model.eval()
 
 
@@ -69,12 +69,19 @@ def main(out: Path) -> None:
     indices, _ = predict(model, test, batch_size=16)
     correct, count = evaluate_accuracy(model, test, batch_size=16)
     me = rank()
+    # the full engine under torchrun: sharded, reduced, and only rank 0 writes to its store
+    if me == 0:
+        with Store(out / "ddp.db") as store, store.run("ddp eval", {}) as run_id:
+            cells = evaluate(model, test, SUITE, store=store, run_id=run_id, batch_size=16, seed=5)
+    else:
+        cells = evaluate(model, test, SUITE, batch_size=16, seed=5)
     torch.save(model.state_dict(), out / f"params_rank{me}.pt")
     history = [{k: v for k, v in h.items() if k != "seconds"} for h in result.history]
     report = {
         "rank": me, "world_size": world_size(), "indices": indices.tolist(),
         "correct": correct, "count": count,
         "history": history, "steps": result.steps, "training": model.training,
+        "cells": [[c.key.perturbation, c.key.params_json, c.value, c.n] for c in cells],
     }  # fmt: skip
     (out / f"rank{me}.json").write_text(json.dumps(report))
     destroy_distributed()

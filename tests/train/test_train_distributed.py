@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from robustlab.engine import evaluate_accuracy
+from robustlab.engine import evaluate, evaluate_accuracy
+from robustlab.store import Store
 from robustlab.train import distributed
 
 WORKER = Path(__file__).with_name("ddp_fit_eval.py")
@@ -108,4 +109,14 @@ def test_two_process_training_and_sharded_evaluation(tmp_path: Path, make_data, 
     model.load_state_dict(params[0])
     expected = evaluate_accuracy(model, make_data(101, seed=2, wrong_every=7))
     assert (reports[0]["correct"], reports[0]["count"]) == expected
+
+    # evaluate() under torchrun: both ranks hold the global cells, equal to one process's (per-sample seeds),
+    # and the store got each cell once, from rank 0
+    assert reports[0]["cells"] == reports[1]["cells"]
+    suite = "clean,noise:sigmas=0.3,occlusion:ratios=0.5,patch=4"
+    single = evaluate(model, make_data(101, seed=2, wrong_every=7), suite, batch_size=16, seed=5)
+    assert reports[0]["cells"] == [[c.key.perturbation, c.key.params_json, c.value, c.n] for c in single]
+    with Store(tmp_path / "ddp.db") as store:
+        rows = store.results()
+    assert len(rows) == 3 and set(rows["n"]) == {101}
     assert 80 < expected[0] < 101  # flipped labels keep a good model below 100 %
