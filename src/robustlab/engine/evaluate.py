@@ -122,14 +122,11 @@ def evaluate(
     if store is not None and run_id is None:
         raise ValueError("pass run_id (from store.start_run or store.run) together with store")
     name = model_name or getattr(model, "name", "") or type(model).__name__
-    if isinstance(suite, (str, list, tuple)) and (
-        isinstance(suite, str) or not all(isinstance(g, Group) for g in suite)
-    ):
-        first, _ = dataset.get_batch([0]) if len(dataset) else (None, None)
-        size = tuple(first.shape[-2:]) if first is not None else None
-        groups = build_suite(suite, profile=profile, image_size=size)  # type: ignore[arg-type]
-    else:
+    if not isinstance(suite, str) and suite and all(isinstance(g, Group) for g in suite):
         groups = list(suite)  # type: ignore[arg-type]
+    else:
+        size = tuple(dataset.get_batch([0])[0].shape[-2:]) if len(dataset) else None
+        groups = build_suite(suite, profile=profile, image_size=size)  # type: ignore[arg-type]
     warn_if_training(model, "evaluate")
     device = torch.device(device) if device is not None else _model_device(model)
     if _model_device(model) != device:

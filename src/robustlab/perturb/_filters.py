@@ -410,3 +410,25 @@ def motion_blur2d(images: Tensor, radius: float, sigma: float, angles: Tensor | 
     dy = torch.as_tensor(np.stack([t[1] for t in taps]))
     dx = torch.as_tensor(np.stack([t[2] for t in taps]))
     return shift_sum(images, weights, dy, dx)
+
+
+def clipped_zoom(images: Tensor, zoom: float) -> Tensor:
+    """Zoom into the centre by ``zoom`` and cut back to (H, W), as the original benchmark's ``clipped_zoom``.
+
+    The central ``ceil(side / zoom)`` pixels are enlarged with linear interpolation on SciPy's grid
+    (``scipy.ndimage.zoom(order=1)``: output ``i`` samples input ``i * (in - 1) / (out - 1)``, which is
+    ``align_corners=True``; output side ``round(crop * zoom)``) and the centre ``H x W`` is kept.
+
+    Shape:
+        ``(N, C, H, W)`` -> ``(N, C, H, W)``.
+    """
+    if zoom == 1:
+        return images
+    h, w = images.shape[-2:]
+    ch, cw = math.ceil(h / zoom), math.ceil(w / zoom)
+    top, left = (h - ch) // 2, (w - cw) // 2
+    crop = images[..., top : top + ch, left : left + cw]
+    oh, ow = round(ch * zoom), round(cw * zoom)
+    out = F.interpolate(crop, size=(oh, ow), mode="bilinear", align_corners=True)
+    th, tw = (oh - h) // 2, (ow - w) // 2
+    return out[..., th : th + h, tw : tw + w]

@@ -16,17 +16,15 @@ reference in distribution, not pixel for pixel. Results are not quantised to uin
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from robustlab import rng
-from robustlab.perturb._common import setup_corruption
-from robustlab.perturb._filters import border_indices, filter2d, gaussian_blur2d, motion_blur2d
+from robustlab.perturb._common import setup_corruption, work_dtype
+from robustlab.perturb._filters import border_indices, clipped_zoom, filter2d, gaussian_blur2d, motion_blur2d
 from robustlab.perturb._registry import PERTURBATIONS
 
 Generators = torch.Generator | Sequence[torch.Generator] | None
@@ -48,11 +46,6 @@ __all__ = [
 ]
 
 
-def _work_dtype(images: Tensor) -> torch.dtype:
-    # half types lack CPU kernels for several ops used here; compute in float32 and cast back
-    return torch.float32 if images.dtype in (torch.float16, torch.bfloat16) else images.dtype
-
-
 # --------------------------------------------------------------------------------------------- gaussian blur
 
 
@@ -65,7 +58,7 @@ def apply_gaussian_blur(images: Tensor, sigma: float) -> Tensor:
     Shape:
         ``(N, C, H, W)`` -> ``(N, C, H, W)``.
     """
-    work = _work_dtype(images)
+    work = work_dtype(images)
     return gaussian_blur2d(images.to(work), sigma).clamp_(0, 1).to(images.dtype)
 
 
@@ -145,7 +138,7 @@ def apply_defocus_blur(images: Tensor, radius: float, alias_blur: float) -> Tens
     Shape:
         ``(N, C, H, W)`` -> ``(N, C, H, W)``.
     """
-    work = _work_dtype(images)
+    work = work_dtype(images)
     kernel = torch.from_numpy(defocus_kernel(radius, alias_blur))
     return filter2d(images.to(work), kernel, "reflect101").clamp_(0, 1).to(images.dtype)
 
@@ -203,7 +196,7 @@ def apply_motion_blur(images: Tensor, radius: float, sigma: float, angles: Tenso
     Raises:
         ValueError: wrong number of angles, radius or sigma <= 0.
     """
-    work = _work_dtype(images)
+    work = work_dtype(images)
     return motion_blur2d(images.to(work), radius, sigma, angles).clamp_(0, 1).to(images.dtype)
 
 
@@ -247,14 +240,6 @@ def motion_blur(
 # --------------------------------------------------------------------------------------------- zoom blur
 
 
-def _zoom_axis_source(size: int, zoom: float) -> tuple[int, int, int]:
-    """(crop start, crop length, zoomed length) of the original ``clipped_zoom`` along one axis."""
-    crop = int(math.ceil(size / zoom))
-    start = (size - crop) // 2
-    zoomed = int(round(crop * zoom))  # scipy.ndimage.zoom's output length
-    return start, crop, zoomed
-
-
 def apply_zoom_blur(images: Tensor, zooms: Sequence[float] | np.ndarray | Tensor) -> Tensor:
     """Zoom blur: the mean of the image and its centre zooms by each factor in ``zooms``, clipped to [0, 1].
 
@@ -279,18 +264,12 @@ def apply_zoom_blur(images: Tensor, zooms: Sequence[float] | np.ndarray | Tensor
     factors = [float(z) for z in (zooms.tolist() if isinstance(zooms, (Tensor, np.ndarray)) else zooms)]
     if any(z < 1 for z in factors):
         raise ValueError(f"zoom factors must be >= 1, got {factors}")
-    work = _work_dtype(images)
+    work = work_dtype(images)
     x = images.to(work)
     h, w = x.shape[-2:]
     out = x.clone()
     for z in factors:
-        top, ch, zh = _zoom_axis_source(h, z)
-        left, cw, zw = _zoom_axis_source(w, z)
-        crop = x[..., top : top + ch, left : left + cw]
-        # align_corners=True is exactly SciPy's grid_mode=False mapping i -> i * (in - 1) / (out - 1)
-        zoomed = F.interpolate(crop, size=(zh, zw), mode="bilinear", align_corners=True)
-        ty, tx = (zh - h) // 2, (zw - w) // 2
-        out.add_(zoomed[..., ty : ty + h, tx : tx + w])
+        out.add_(clipped_zoom(x, z))
     out.div_(len(factors) + 1)
     return out.clamp_(0, 1).to(images.dtype)
 
@@ -478,7 +457,7 @@ def apply_glass_blur(
         # randint(-δ, δ) never draws +δ, and +δ would leave the image at the last visited row/column
         raise ValueError(f"offsets must lie in [-{max_delta}, {max_delta - 1}], like randint(-δ, δ)")
     offsets = offsets.to(images.device)
-    work = _work_dtype(images)
+    work = work_dtype(images)
     x = gaussian_blur2d(images.to(work), sigma)
     # the original stores the first blur as np.uint8(x * 255): truncation, not rounding
     x = torch.floor((x * 255).clamp_(0, 255)) / 255

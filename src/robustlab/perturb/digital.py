@@ -20,32 +20,13 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from robustlab import rng
-from robustlab.perturb._common import setup_corruption
+from robustlab.perturb._common import per_sample, setup_corruption, work_dtype
 from robustlab.perturb._registry import PERTURBATIONS
 
 Generators = torch.Generator | Sequence[torch.Generator] | None
 
 # hsv_to_rgb: for hue sector i = floor(6h) mod 6, channel c takes candidate _SECTOR_PICK[c][i] of (v, q, p, t)
 _SECTOR_PICK = ((0, 1, 2, 2, 3, 0), (3, 0, 0, 1, 2, 2), (2, 2, 3, 0, 0, 1))
-
-
-def _work_dtype(images: Tensor) -> torch.dtype:
-    # half types lack CPU kernels for grid_sample / index ops; compute in float32 and cast back
-    return torch.float32 if images.dtype in (torch.float16, torch.bfloat16) else images.dtype
-
-
-def _per_sample(value: float | Tensor, images: Tensor, dtype: torch.dtype) -> float | Tensor:
-    """A scalar stays a float; a tensor of one value per sample becomes ``(N, 1, 1, 1)``."""
-    if not isinstance(value, Tensor):
-        return float(value)
-    if value.numel() == 1:
-        return float(value.reshape(()))
-    if value.ndim != 1 or value.shape[0] != images.shape[0]:
-        raise ValueError(
-            f"a per-sample parameter must have shape ({images.shape[0]},) for {images.shape[0]} images, "
-            f"got {tuple(value.shape)}"
-        )
-    return value.to(device=images.device, dtype=dtype).reshape(-1, 1, 1, 1)
 
 
 # --------------------------------------------------------------------------------------------------- colour space
@@ -125,8 +106,8 @@ def apply_brightness(images: Tensor, delta: float | Tensor) -> Tensor:
     Raises:
         ValueError: a per-sample ``delta`` of the wrong length.
     """
-    dtype = _work_dtype(images)
-    d = _per_sample(delta, images, dtype)
+    dtype = work_dtype(images)
+    d = per_sample(delta, images, dtype)
     x = images.to(dtype)
     value = x.amax(1, keepdim=True)
     new_value = (value + d).clamp_(0.0, 1.0)
@@ -159,9 +140,9 @@ def apply_saturate(images: Tensor, scale: float | Tensor, offset: float | Tensor
     Raises:
         ValueError: a per-sample parameter of the wrong length.
     """
-    dtype = _work_dtype(images)
-    a = _per_sample(scale, images, dtype)
-    b = _per_sample(offset, images, dtype)
+    dtype = work_dtype(images)
+    a = per_sample(scale, images, dtype)
+    b = per_sample(offset, images, dtype)
     x = images.to(dtype)
     value = x.amax(1, keepdim=True)
     delta = value - x.amin(1, keepdim=True)
@@ -193,8 +174,8 @@ def apply_contrast(images: Tensor, factor: float | Tensor) -> Tensor:
     Raises:
         ValueError: a per-sample ``factor`` of the wrong length.
     """
-    dtype = _work_dtype(images)
-    c = _per_sample(factor, images, dtype)
+    dtype = work_dtype(images)
+    c = per_sample(factor, images, dtype)
     x = images.to(dtype)
     means = x.mean((2, 3), keepdim=True)
     return (x - means).mul_(c).add_(means).clamp_(0.0, 1.0).to(images.dtype)
@@ -310,7 +291,7 @@ def apply_pixelate(images: Tensor, factor: float) -> Tensor:
         raise ValueError(
             f"pixelate factor must lie in (0, 1] and leave at least one pixel of {height}x{width}, got {factor!r}"
         )
-    dtype = _work_dtype(images)
+    dtype = work_dtype(images)
     x = images.to(dtype)
     # Pillow skips an axis whose size does not change; work in uint8 levels until the image is small
     if small_w != width:
@@ -411,7 +392,7 @@ def apply_elastic_transform(images: Tensor, alpha: float, sigma: float, jitter: 
         raise ValueError(f"jitter must have shape ({n}, 3, 2), got {tuple(jitter.shape)}")
     if tuple(noise.shape) != (n, 2, height, width):
         raise ValueError(f"noise must have shape ({n}, 2, {height}, {width}), got {tuple(noise.shape)}")
-    dtype = _work_dtype(images)
+    dtype = work_dtype(images)
     device = images.device
     x = images.to(dtype)
 

@@ -20,29 +20,10 @@ import torch
 from torch import Tensor
 
 from robustlab import rng
-from robustlab.perturb._common import setup_corruption
+from robustlab.perturb._common import per_sample, setup_corruption, work_dtype
 from robustlab.perturb._registry import PERTURBATIONS
 
 Generators = torch.Generator | Sequence[torch.Generator] | None
-
-
-def _work_dtype(images: Tensor) -> torch.dtype:
-    # half types lack CPU kernels for some ops and lose noise resolution; compute in float32 and cast back
-    return torch.float32 if images.dtype in (torch.float16, torch.bfloat16) else images.dtype
-
-
-def _per_sample(value: float | Tensor, images: Tensor, dtype: torch.dtype) -> float | Tensor:
-    """A scalar stays a float; a tensor of one value per sample becomes ``(N, 1, 1, 1)``."""
-    if not isinstance(value, Tensor):
-        return float(value)
-    if value.numel() == 1:
-        return float(value.reshape(()))
-    if value.ndim != 1 or value.shape[0] != images.shape[0]:
-        raise ValueError(
-            f"a per-sample parameter must have shape ({images.shape[0]},) for {images.shape[0]} images, "
-            f"got {tuple(value.shape)}"
-        )
-    return value.to(device=images.device, dtype=dtype).reshape(-1, 1, 1, 1)
 
 
 def apply_gaussian_noise(images: Tensor, sigma: float | Tensor, *, generator: Generators = None) -> Tensor:
@@ -62,8 +43,8 @@ def apply_gaussian_noise(images: Tensor, sigma: float | Tensor, *, generator: Ge
     Raises:
         ValueError: a per-sample ``sigma`` of the wrong length.
     """
-    dtype = _work_dtype(images)
-    s = _per_sample(sigma, images, dtype)
+    dtype = work_dtype(images)
+    s = per_sample(sigma, images, dtype)
     noise = rng.randn(images.shape, generator=generator, device=images.device, dtype=dtype)
     # in place on the fresh noise buffer: full-size temporaries cost more than the arithmetic
     return noise.mul_(s).add_(images).clamp_(0.0, 1.0).to(images.dtype)
@@ -168,8 +149,8 @@ def apply_shot_noise(images: Tensor, rate: float | Tensor, *, generator: Generat
     Raises:
         ValueError: a rate that is not positive, or a per-sample ``rate`` of the wrong length.
     """
-    dtype = _work_dtype(images)
-    lam = _per_sample(rate, images, dtype)
+    dtype = work_dtype(images)
+    lam = per_sample(rate, images, dtype)
     if not isinstance(lam, Tensor):
         if not lam > 0:
             raise ValueError(f"shot noise rate must be > 0, got {rate!r}")
@@ -209,8 +190,8 @@ def apply_impulse_noise(images: Tensor, amount: float | Tensor, *, generator: Ge
     Raises:
         ValueError: a per-sample ``amount`` of the wrong length.
     """
-    dtype = _work_dtype(images)
-    a = _per_sample(amount, images, dtype)
+    dtype = work_dtype(images)
+    a = per_sample(amount, images, dtype)
     u = rng.rand(images.shape, generator=generator, device=images.device, dtype=dtype)
     salt = u < a * 0.5
     flipped = u < a
@@ -234,8 +215,8 @@ def apply_speckle_noise(images: Tensor, sigma: float | Tensor, *, generator: Gen
     Raises:
         ValueError: a per-sample ``sigma`` of the wrong length.
     """
-    dtype = _work_dtype(images)
-    s = _per_sample(sigma, images, dtype)
+    dtype = work_dtype(images)
+    s = per_sample(sigma, images, dtype)
     noise = rng.randn(images.shape, generator=generator, device=images.device, dtype=dtype)
     return noise.mul_(s).add_(1.0).mul_(images).clamp_(0.0, 1.0).to(images.dtype)
 

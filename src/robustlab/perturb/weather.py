@@ -23,8 +23,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from robustlab import rng
-from robustlab.perturb._common import setup_corruption
-from robustlab.perturb._filters import gaussian_blur2d, motion_blur2d
+from robustlab.perturb._common import setup_corruption, work_dtype
+from robustlab.perturb._filters import clipped_zoom, gaussian_blur2d, motion_blur2d
 from robustlab.perturb._registry import PERTURBATIONS
 
 __all__ = [
@@ -44,29 +44,6 @@ Generators = torch.Generator | Sequence[torch.Generator] | None
 
 # ITU-R BT.601 luma, as cv2.cvtColor(..., COLOR_RGB2GRAY) on float images
 _LUMA = (0.299, 0.587, 0.114)
-
-
-def _work_dtype(images: Tensor) -> torch.dtype:
-    # half-precision inputs are corrupted in float32 and cast back at the end
-    return torch.promote_types(images.dtype, torch.float32)
-
-
-def _clipped_zoom(layer: Tensor, zoom: float) -> Tensor:
-    """Zoom into the centre of ``layer`` (N, C, H, W) by ``zoom`` and cut back to (H, W), as the original.
-
-    The original crops the central ``ceil(side / zoom)`` pixels, enlarges them with ``scipy.ndimage.zoom(order=1)``
-    (linear interpolation with aligned corners, output side ``round(crop * zoom)``) and trims the centre.
-    """
-    if zoom == 1:
-        return layer
-    h, w = layer.shape[-2:]
-    ch, cw = math.ceil(h / zoom), math.ceil(w / zoom)
-    top, left = (h - ch) // 2, (w - cw) // 2
-    crop = layer[..., top : top + ch, left : left + cw]
-    oh, ow = round(ch * zoom), round(cw * zoom)
-    out = F.interpolate(crop, size=(oh, ow), mode="bilinear", align_corners=True)
-    th, tw = (oh - h) // 2, (ow - w) // 2
-    return out[..., th : th + h, tw : tw + w]
 
 
 def _gray(images: Tensor) -> Tensor:
@@ -179,7 +156,7 @@ def apply_fog(images: Tensor, plasma: Tensor, strength: float) -> Tensor:
     n, _, h, w = images.shape
     if plasma.shape[-2] < h or plasma.shape[-1] < w or (plasma.ndim == 3 and plasma.shape[0] not in (1, n)):
         raise ValueError(f"fog maps of shape {tuple(plasma.shape)} do not cover images of shape {tuple(images.shape)}")
-    dtype = _work_dtype(images)
+    dtype = work_dtype(images)
     x = images.to(dtype)
     fog_map = plasma[..., :h, :w].to(device=x.device, dtype=dtype)
     fog_map = fog_map.reshape(-1, 1, h, w)
@@ -222,7 +199,7 @@ def fog(
     (strength, decay), _ = setup_corruption("fog", images, severity, profile)
     n, _, h, w = images.shape
     plasma = plasma_fractal(
-        n, _next_power_of_two(max(h, w)), decay, generator=generator, device=images.device, dtype=_work_dtype(images)
+        n, _next_power_of_two(max(h, w)), decay, generator=generator, device=images.device, dtype=work_dtype(images)
     )
     return apply_fog(images, plasma, strength)
 
@@ -387,7 +364,7 @@ def apply_frost(images: Tensor, overlays: Tensor, image_weight: float, frost_wei
     """
     if overlays.shape != images.shape:
         raise ValueError(f"frost overlays of shape {tuple(overlays.shape)} do not match images {tuple(images.shape)}")
-    dtype = _work_dtype(images)
+    dtype = work_dtype(images)
     out = torch.mul(images.to(dtype), image_weight)
     out.add_(overlays.to(device=images.device, dtype=dtype), alpha=frost_weight)
     return out.clamp_(0.0, 1.0).to(images.dtype)
@@ -479,9 +456,9 @@ def apply_snow(
         raise ValueError(f"snow layer must have shape {(n, h, w)}, got {tuple(layer.shape)}")
     if not zoom >= 1:
         raise ValueError(f"snow zoom must be >= 1 (it zooms into the layer), got {zoom}")
-    dtype = _work_dtype(images)
+    dtype = work_dtype(images)
     x = images.to(dtype)
-    flakes = _clipped_zoom(layer.to(device=x.device, dtype=dtype).unsqueeze(1), zoom)
+    flakes = clipped_zoom(layer.to(device=x.device, dtype=dtype).unsqueeze(1), zoom)
     flakes = torch.where(flakes < threshold, torch.zeros_like(flakes), flakes).clamp_(0.0, 1.0)
     flakes = torch.floor(flakes * 255) / 255  # uint8 PNG handed to ImageMagick
     flakes = motion_blur2d(flakes, radius, sigma, angles)
@@ -528,7 +505,7 @@ def snow(
     """
     (mean, std, zoom, threshold, radius, sigma, blend), _ = setup_corruption("snow", images, severity, profile)
     n, _, h, w = images.shape
-    dtype = _work_dtype(images)
+    dtype = work_dtype(images)
     # each sample draws its noise layer, then its angle, from its own generator
     layer = mean + std * rng.randn((n, h, w), generator=generator, device=images.device, dtype=dtype)
     angles = rng.uniform((n,), -135.0, -45.0, generator=generator)
@@ -754,7 +731,7 @@ def apply_spatter(
     n, _, h, w = images.shape
     if tuple(layer.shape) != (n, h, w):
         raise ValueError(f"spatter layer must have shape {(n, h, w)}, got {tuple(layer.shape)}")
-    dtype = _work_dtype(images)
+    dtype = work_dtype(images)
     x = images.to(dtype)
     # The thresholds below must not flip with the batch size: CPU convolutions are batch-invariant in float32;
     # elsewhere (cuDNN may pick TF32 or batch-dependent algorithms) the blur runs in float64, as the original's.
