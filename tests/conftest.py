@@ -17,7 +17,8 @@ def data_root() -> Path:
     root = os.environ.get("ROBUSTLAB_DATA")
     if not root:
         pytest.skip("ROBUSTLAB_DATA is not set")
-    path = Path(root)
+    # absolute, so tests that change directory (the README runs with ROBUSTLAB_DATA=../shared/data) still find it
+    path = Path(root).resolve()
     if not path.is_dir():
         pytest.skip(f"ROBUSTLAB_DATA={root} is not a directory")
     return path
