@@ -57,12 +57,16 @@ def main() -> None:
     parser.add_argument("--accuracy", action="store_true")
     parser.add_argument("--acc-n", type=int, default=1000)
     parser.add_argument("--acc-severity", type=int, default=3)
+    parser.add_argument("--accuracy-only", action="store_true", help="skip the pixel / PSNR comparison")
     args = parser.parse_args()
     if not args.data_dir:
         parser.error("--data-dir (or ROBUSTLAB_DATA) must point at the shared data folder")
     from imagecorruptions_ref import imagenet_crops
 
     names = list(ALL_CORRUPTIONS) if args.corruptions == "all" else args.corruptions.split(",")
+    if args.accuracy_only:
+        _accuracy(args, names)
+        return
     images = imagenet_crops(args.data_dir, n=args.n)
     print(f"{len(images)} ImageNet-sample crops (224 px)")
     print(f"{'corruption':<18} {'measure':<16} " + " ".join(f"{'s' + str(s):>8}" for s in range(1, 6)))
