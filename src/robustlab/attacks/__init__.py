@@ -1,0 +1,54 @@
+"""Adversarial attacks in [0, 1] pixel space, and the worst case over several of them.
+
+Every attack is registered in :data:`ATTACKS` under its function name and shares one call signature::
+
+    attack(model, images, labels, *, generator=None, **params) -> adversarial images (N, C, H, W)
+
+so the evaluation engine can run ``pgd:eps=8/255,steps=20`` by name. ``generator`` is one ``torch.Generator``, a
+list of one generator per image (an image's random start then does not depend on its batch), or None.
+
+- :func:`fgsm`, :func:`pgd`: L-inf / L2, untargeted or targeted, cross-entropy or DLR loss (Madry et al. 2018,
+  step for step as torchattacks).
+- :func:`patch_fool`: Patch-Fool (Fu et al. 2022) for vision transformers; :func:`select_patches` is its
+  attention-aware patch selection.
+- :func:`patch_corruption_accuracy`: accuracy under random noise-patch occlusion (AFAT, seed 001).
+- :func:`worst_case`: an AutoAttack-style cascade, each attack only on the points still robust.
+
+Attacks never change the model's mode and take gradients with ``torch.autograd.grad`` only (parameter ``.grad``
+stays as it was). They warn (AutoAttack-style) when the model is in train mode, returns probabilities, is
+randomised, or gives all-zero input gradients.
+"""
+
+from __future__ import annotations
+
+from robustlab.attacks._common import DEFAULT_EPS, LOSSES, NORMS
+from robustlab.attacks._registry import ATTACKS
+from robustlab.attacks.gradient import fgsm, pgd
+from robustlab.attacks.losses import attack_objective, dlr_loss
+from robustlab.attacks.occlusion import patch_corruption_accuracy
+from robustlab.attacks.patch import patch_fool, patch_pixel_mask, select_patches
+from robustlab.attacks.worst_case import AttackSpec, WorstCaseResult, worst_case
+
+__all__ = [
+    "ATTACKS",
+    "DEFAULT_EPS",
+    "LOSSES",
+    "NORMS",
+    "AttackSpec",
+    "WorstCaseResult",
+    "attack_objective",
+    "dlr_loss",
+    "fgsm",
+    "list_attacks",
+    "patch_corruption_accuracy",
+    "patch_fool",
+    "patch_pixel_mask",
+    "pgd",
+    "select_patches",
+    "worst_case",
+]
+
+
+def list_attacks() -> list[str]:
+    """Every registered attack name."""
+    return ATTACKS.names()

@@ -1,0 +1,184 @@
+"""Shared pieces of the attacks: argument checks, AutoAttack-style sanity warnings, generator subsets.
+
+The sanity checks follow AutoAttack's (Croce & Hein 2020, ``autoattack/checks.py``): each suspicious but legal state
+gets a ``warnings.warn`` that names the cause and the fix. They run once per attack call and cost two forwards on
+two images at most; everything else is read off tensors the attack computes anyway (the first step's logits and
+input gradient).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from robustlab._checks import check_images, check_labels, warn_if_training
+from robustlab._registry import close_matches_message
+
+Generators = torch.Generator | Sequence[torch.Generator] | None
+
+NORMS = ("linf", "l2")
+LOSSES = ("ce", "dlr")
+
+# literature defaults: eps 8/255 (Madry et al. 2018, RobustBench CIFAR-10 Linf) and 0.5 (RobustBench CIFAR-10 L2)
+DEFAULT_EPS: dict[str, float] = {"linf": 8 / 255, "l2": 0.5}
+
+
+def check_model(model: object, what: str) -> nn.Module:
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"{what} needs a torch.nn.Module that maps images to logits, got {type(model).__name__}")
+    return model
+
+
+def check_inputs(model: nn.Module, images: object, labels: object, what: str) -> tuple[Tensor, Tensor]:
+    """Validate images and labels; labels move to the images' device. Class range checked when the model knows K."""
+    images = check_images(images)
+    num_classes = getattr(model, "num_classes", None)
+    labels = check_labels(labels, images.shape[0], num_classes=num_classes if isinstance(num_classes, int) else None)
+    return images, labels.to(images.device)
+
+
+def check_label_range(labels: Tensor, num_classes: int, name: str = "labels") -> None:
+    """Range check against the logits' class count (for models that do not expose ``num_classes``)."""
+    if labels.numel():
+        lo, hi = int(labels.min()), int(labels.max())
+        if lo < 0 or hi >= num_classes:
+            raise ValueError(f"{name} must lie in [0, {num_classes}) (the model has {num_classes} outputs), "
+                             f"got range [{lo}, {hi}]")
+
+
+def check_choice(value: object, choices: Sequence[str], name: str) -> str:
+    if not isinstance(value, str) or value not in choices:
+        known = list(choices)
+        message = close_matches_message(name, value, known) if isinstance(value, str) else (
+            f"{name} must be one of {', '.join(repr(c) for c in known)}, got {value!r}")
+        raise ValueError(message)
+    return value
+
+
+def check_nonnegative(value: object, name: str, hint: str = "") -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0 or value == float("inf"):
+        raise ValueError(f"{name} must be a finite number >= 0{hint}, got {value!r}")
+    return float(value)
+
+
+def check_positive_int(value: object, name: str) -> int:
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    return value
+
+
+def check_target_labels(
+    targeted: bool, target_labels: object, n: int, num_classes: int | None, device: torch.device
+) -> Tensor | None:
+    if not isinstance(targeted, bool):
+        raise ValueError(f"targeted must be True or False, got {targeted!r}")
+    if targeted and target_labels is None:
+        raise ValueError("targeted=True needs target_labels (N,) int64: the class each image should be pushed to")
+    if not targeted and target_labels is not None:
+        raise ValueError("target_labels were given but targeted=False; pass targeted=True for a targeted attack")
+    if target_labels is None:
+        return None
+    if not isinstance(target_labels, Tensor):
+        raise ValueError(f"target_labels must be a torch.Tensor of shape (N,) and dtype int64, "
+                         f"got {type(target_labels).__name__}")
+    if target_labels.ndim != 1 or target_labels.dtype != torch.int64 or target_labels.shape[0] != n:
+        raise ValueError(f"target_labels must have shape ({n},) and dtype torch.int64, "
+                         f"got shape {tuple(target_labels.shape)} and {target_labels.dtype}")
+    if num_classes is not None:
+        check_label_range(target_labels, num_classes, "target_labels")
+    return target_labels.to(device)
+
+
+def warn_if_randomised(model: nn.Module, images: Tensor, what: str) -> None:
+    """Two forwards on the same two images must agree; otherwise the model (or its input) is randomised.
+
+    Skipped in train mode: that is warned about already, and the extra forwards would move batch-norm statistics.
+    """
+    if model.training or images.shape[0] == 0:
+        return
+    sample = images[:2].detach()
+    with torch.no_grad():
+        first, second = model(sample), model(sample)
+    if isinstance(first, Tensor) and isinstance(second, Tensor) and first.shape == second.shape:
+        if not torch.allclose(first.float(), second.float(), rtol=1e-4, atol=1e-5):
+            gap = float((first.float() - second.float()).abs().max())
+            warnings.warn(
+                f"{what}: two forward passes on the same input differ (max logit difference {gap:.3g}), so the "
+                "model is randomised (input transformations, stochastic layers, dropout). Gradient attacks then "
+                "overestimate robustness: evaluate with Expectation over Transformation or a deterministic model",
+                stacklevel=3,
+            )
+
+
+def warn_if_probabilities(logits: Tensor, what: str) -> None:
+    """Rows that are non-negative and sum to one look like softmax output, not logits."""
+    if logits.ndim != 2 or logits.shape[0] == 0 or logits.shape[1] < 2:
+        return
+    values = logits.detach().float()
+    if bool((values >= 0).all()) and bool(((values.sum(dim=1) - 1).abs() <= 1e-4).all()):
+        warnings.warn(
+            f"{what}: the model's outputs are non-negative and every row sums to 1, so they look like "
+            "probabilities. Attacks need logits: remove the final softmax (cross-entropy on probabilities "
+            "saturates and its gradients vanish)",
+            stacklevel=3,
+        )
+
+
+def warn_if_zero_gradients(grad: Tensor, what: str) -> None:
+    """Images whose whole input gradient is zero cannot be attacked by gradient steps (AutoAttack's check)."""
+    if grad.shape[0] == 0:
+        return
+    zero = int((grad.detach().flatten(1).abs().amax(dim=1) == 0).sum())
+    if zero:
+        warnings.warn(
+            f"{what}: {zero} of {grad.shape[0]} images have an all-zero input gradient at the first step, so "
+            "gradient steps cannot move them. Causes: gradient masking or obfuscation, a non-differentiable "
+            "layer, or a saturated softmax (very confident logits). Their robustness is likely overestimated; "
+            "try loss='dlr' or a gradient-free attack",
+            stacklevel=3,
+        )
+
+
+def warn_once_per_call(model: nn.Module, images: Tensor, what: str) -> None:
+    """The checks that need no attack state: train mode and a randomised forward."""
+    warn_if_training(model, what)
+    warn_if_randomised(model, images, what)
+
+
+@contextmanager
+def gradients_enabled() -> Any:
+    """Attacks need autograd even when called under ``torch.no_grad()`` or ``torch.inference_mode()``."""
+    with torch.inference_mode(False), torch.enable_grad():
+        yield
+
+
+def as_normal_tensor(images: Tensor) -> Tensor:
+    """A detached tensor usable in autograd (a clone if ``images`` is an inference-mode tensor)."""
+    return images.clone() if images.is_inference() else images.detach()
+
+
+def subset_generators(generator: Generators, index: Tensor) -> Generators:
+    """The generators of the samples at ``index`` (a per-sample list is indexed, a single generator passes)."""
+    if isinstance(generator, Sequence) and not isinstance(generator, torch.Generator):
+        return [generator[int(i)] for i in index.tolist()]
+    return generator
+
+
+def check_generators(generator: object, n: int) -> Generators:
+    if generator is None or isinstance(generator, torch.Generator):
+        return generator
+    if isinstance(generator, Sequence) and all(isinstance(g, torch.Generator) for g in generator):
+        if len(generator) != n:
+            raise ValueError(f"got {len(generator)} generators for a batch of {n} images (pass one per image)")
+        return generator
+    raise ValueError(
+        "generator must be a torch.Generator, a list of one generator per image, or None; "
+        f"got {type(generator).__name__}"
+    )
