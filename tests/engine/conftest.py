@@ -49,3 +49,9 @@ def red_vs_blue_model() -> Classifier:
         net, mean=(0.0,) * 3, std=(1.0,) * 3, input_size=(3, 8, 8), class_names=["red", "blue"]
     )
     return model.eval()
+
+
+@pytest.fixture
+def colour_values() -> tuple[list[float], list[float], list[int]]:
+    """The red levels, blue levels and labels of ``colour_dataset``."""
+    return red_blue_values()

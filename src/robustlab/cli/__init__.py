@@ -7,9 +7,11 @@ import os
 import sys
 
 # importing the verb modules registers their commands
+from robustlab.cli import attack as _attack  # noqa: E402,F401
 from robustlab.cli import corrupt as _corrupt  # noqa: E402,F401
 from robustlab.cli import demo as _demo  # noqa: E402,F401
 from robustlab.cli import evaluate as _evaluate  # noqa: E402,F401
+from robustlab.cli import explain as _explain  # noqa: E402,F401
 from robustlab.cli import models as _models  # noqa: E402,F401
 from robustlab.cli import report as _report  # noqa: E402,F401
 from robustlab.cli import results as _results  # noqa: E402,F401

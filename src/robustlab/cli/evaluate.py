@@ -8,7 +8,7 @@ import typer
 from rich.table import Table
 
 from robustlab.cli._app import app
-from robustlab.cli._common import console, make_progress, user_errors
+from robustlab.cli._common import console, load_model_and_data, make_progress, user_errors
 
 
 @app.command("eval")
@@ -18,8 +18,9 @@ def eval_command(
     suite: str = typer.Option(
         "clean,corruptions,noise",
         "--suite",
-        help="What to measure: clean, corruptions, validation, noise, occlusion, or corruption names; options "
-        "after ':' as key=value, e.g. 'noise:sigmas=0.02+0.04' or 'fog:severities=1-3'.",
+        help="What to measure: clean, corruptions, validation, noise, occlusion, sequences, attacks, cam_stability, "
+        "attention_stability, or corruption / attack names; options after ':' as key=value, e.g. "
+        "'noise:sigmas=0.02+0.04', 'fog:severities=1-3', 'pgd:eps=8/255,steps=20'.",
     ),  # fmt: skip
     n: int | None = typer.Option(None, "--n", min=1, help="Evaluate only the first N samples."),
     db: Path = typer.Option(Path("robustlab.db"), "--db", help="Results store (SQLite)."),
@@ -41,27 +42,17 @@ def eval_command(
     """Evaluate a model on a dataset under a perturbation suite; re-running resumes and adds no duplicates."""
     import torch
 
-    from robustlab.data import Subset, fit_to_model, load_dataset
+    from robustlab.data import Subset
     from robustlab.engine import evaluate, summarize
     from robustlab.engine.suite import Group, build_suite, file_groups, split_file_corruptions
-    from robustlab.models import create_model
     from robustlab.store import Store
     from robustlab.train.distributed import rank
 
     with user_errors():
         dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        dataset = load_dataset(data, split=split, data_dir=data_dir)
-        clf = create_model(
-            model,
-            pretrained=pretrained,
-            data_dir=data_dir,
-            device=dev,
-            class_names=dataset.class_names if model.startswith("openclip:") else None,
+        clf, dataset = load_model_and_data(
+            model, data, split=split, n=n, data_dir=data_dir, pretrained=pretrained, device=dev
         )
-        dataset = fit_to_model(dataset, clf.data_config)
-        if n is not None and n < len(dataset):
-            dataset = Subset(dataset, range(n))
-            dataset.name = f"{dataset.name}[:{n}]"
         first, _ = dataset.get_batch([0])
         if corrupted_data is not None:
             # the suite's corruption entries come from files; everything else stays on the fly

@@ -169,8 +169,11 @@ def evaluate(
         for b, batch in enumerate(iter_batches(source, batch_size, indices=mine, num_workers=num_workers)):
             images = batch.images.to(device, non_blocking=True)
             labels = batch.labels.to(device, non_blocking=True)
-            with torch.inference_mode():
-                for j, (condition, _) in enumerate(pending):
+            for j, (condition, _) in enumerate(pending):
+                if condition.measure is not None:  # attacks and explainers need gradients
+                    sums[j] += condition.measure(model, images, labels, batch.indices, seed).to(sums[j])
+                    continue
+                with torch.inference_mode():
                     x = condition.images(images, batch.indices, seed)
                     sums[j] += _measure(model, x, labels, condition, device, dtype, batch_size)
             count += len(batch.indices)
@@ -178,11 +181,13 @@ def evaluate(
         totals = reduce_sum(torch.cat([*(v.cpu() for v in sums), torch.tensor([float(count)], dtype=torch.float64)]))
         total = int(totals[-1])
         cells, offset = [], 0
-        for _, ks in pending:
-            for m, k in enumerate(ks):
-                value = float(totals[offset + m]) / total if total else float("nan")
-                if k not in done:
-                    cells.append(Cell(k, value, total))
+        for condition, ks in pending:
+            part = totals[offset : offset + len(ks)]
+            if condition.finalize is not None:
+                values = [float(v) for v in condition.finalize(part, total)]
+            else:
+                values = [float(v) / total if total else float("nan") for v in part]
+            cells.extend(Cell(k, value, total) for k, value in zip(ks, values, strict=True) if k not in done)
             offset += len(ks)
         if store is not None and rank == 0:
             store.add(run_id, cells)  # type: ignore[arg-type]

@@ -11,6 +11,11 @@ ranges written ``1-5``, fractions ``8/255``. Tokens:
 - any corruption name (``fog``, ``glass_blur:severities=3``).
 - ``noise``: additive pixel-space Gaussian noise (seed 004), option ``sigmas=0.02+0.04+...``.
 - ``occlusion``: random uniform-noise patch occlusion (seed 001), options ``ratios=0.1+0.2``, ``patch=16``.
+- ``sequences`` / ``validation_sequences`` / ``all_sequences`` or a sequence name: ImageNet-P style flip rates.
+- an attack name (``pgd:eps=8/255,steps=20``, ``fgsm:eps=1/255+2/255``) or ``attacks`` (FGSM and PGD-10, option
+  ``eps``): clean and robust accuracy and attack success rate per setting (see :mod:`robustlab.engine.measures`).
+- ``cam_stability`` / ``attention_stability``: mean cosine similarity between clean and corrupted explanations,
+  per corruption and severity (options ``corruptions=fog+snow``, ``severities``, ``method=cam|grad_cam``).
 
 Each condition is one store cell family (perturbation, severity, params); conditions of a group share one pass over
 the data (a corruption's five severities, the noise levels), so a killed run resumes at group granularity at worst.
@@ -25,10 +30,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from torch import Tensor
+from torch import Tensor, nn
 
 from robustlab import rng
 from robustlab._registry import close_matches_message
+from robustlab.engine.measures import attack_conditions, attack_names, stability_conditions
 from robustlab.perturb import (
     ALL_CORRUPTIONS,
     NOISE_SEQUENCES,
@@ -49,8 +55,12 @@ DEFAULT_SIGMAS = (0.02, 0.04, 0.06, 0.08, 0.1, 0.15, 0.2, 0.3)
 DEFAULT_RATIOS = (0.05, 0.1, 0.2, 0.3, 0.5)
 SUITE_TOKENS = (
     "clean", "corruptions", "validation", "all_corruptions", "noise", "occlusion", "sequences", "validation_sequences",
-    "all_sequences",
+    "all_sequences", "attacks", "cam_stability", "attention_stability",
 )  # fmt: skip
+
+
+Measure = Callable[[nn.Module, Tensor, Tensor, Tensor, int], Tensor]
+"""``measure(model, images, labels, indices, seed) -> per-batch metric sums``."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -64,6 +74,11 @@ class Condition:
         seeded: whether the seed changes the result (clean data is stored with seed 0 whatever the seed).
         apply: the image transform; None for clean data. Sequences return frames ``(N, T, C, H, W)``.
         metrics: what is measured: ``("accuracy",)``, or ``("flip_probability", "top5_distance")`` for sequences.
+        measure: a condition that measures for itself (attacks, explanation stability) instead of ``apply`` +
+            accuracy: ``measure(model, images, labels, indices, seed) -> sums (len(metrics),)`` over the batch. It
+            runs outside inference mode, so it may take gradients.
+        finalize: turns the metric sums over the dataset and the sample count into the stored values (default:
+            each sum divided by the count).
     """
 
     perturbation: str
@@ -72,6 +87,8 @@ class Condition:
     seeded: bool = True
     apply: Callable[[Tensor, Tensor, int], Tensor] | None = field(default=None, compare=False)
     metrics: tuple[str, ...] = ("accuracy",)
+    measure: Measure | None = field(default=None, compare=False)
+    finalize: Callable[[Tensor, int], list[float]] | None = field(default=None, compare=False)
 
     @property
     def identity(self) -> tuple[str, int, str]:
@@ -331,8 +348,19 @@ def build_suite(
             default_patch = 4 if image_size is not None and min(image_size) < 64 else 16
             patch = int(options.pop("patch", patch_size or default_patch))
             add("occlusion", [_occlusion(r, patch) for r in levels])
+        elif name == "attacks":
+            # the headline pair: one-step and ten-step ℓ∞ attacks at a shared ε
+            eps = options.pop("eps", "8/255")
+            conditions = [c for a in ("fgsm", "pgd") for c in attack_conditions(a, {"eps": eps})]
+            add("attacks", conditions)
+        elif name in attack_names():
+            add(name, attack_conditions(name, options))
+            options = {}
+        elif name in ("cam_stability", "attention_stability"):
+            for group_name, conditions in stability_conditions(name, options, prof):
+                add(group_name, conditions)
         else:
-            known = list(SUITE_TOKENS) + list(ALL_CORRUPTIONS) + list(SEQUENCES)
+            known = list(SUITE_TOKENS) + list(ALL_CORRUPTIONS) + list(SEQUENCES) + attack_names()
             raise ValueError(close_matches_message("suite entry", name, known))
         if options:
             raise ValueError(f"unknown option(s) {sorted(options)} for suite entry {name!r}")

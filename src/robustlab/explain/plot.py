@@ -90,7 +90,7 @@ def save_explanation_grid(
         perturbed: perturbed pixels, same shape.
         clean_maps: normalised maps of the clean images.
         perturbed_maps: normalised maps of the perturbed images.
-        titles: one caption per row (e.g. ``"cat -> dog"``), shown above the first panel; default none.
+        titles: one caption per row (e.g. ``"cat -> dog"``), written above the row; default none.
         alpha: heat-map weight of the overlays.
         cmap: matplotlib colour map of the overlays.
         dpi: resolution of the file.
@@ -132,9 +132,14 @@ def save_explanation_grid(
             ax.set_xticks([])
             ax.set_yticks([])
             if row == 0:
-                ax.set_title(_COLUMNS[col], fontsize=9)
+                # above the row's caption, when there is one
+                ax.set_title(_COLUMNS[col], fontsize=9, pad=16 if titles is not None else 4)
             if col == 0 and titles is not None:
-                ax.set_ylabel(titles[row], fontsize=8)
+                # one horizontal line above the row, free to run across all four panels
+                ax.text(0.0, 1.02, titles[row], transform=ax.transAxes, fontsize=8, ha="left", va="bottom")
+    top = 1 - (0.45 if titles is not None else 0.3) / (2 * n)
+    figure.subplots_adjust(left=0.02, right=0.98, bottom=0.01, top=top, wspace=0.06,
+                           hspace=0.2 if titles is not None else 0.08)  # fmt: skip
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, format="png", dpi=dpi)

@@ -1,0 +1,142 @@
+"""`robustlab attack`: attack a dataset, write the adversarial examples with each sample's outcome, store the cells.
+
+Output folder (refuses to overwrite earlier files unless ``--overwrite``):
+
+* ``adversarial.npz``: ``images`` float32 ``(N, C, H, W)`` in [0, 1] (full precision: an 8-bit file would round a
+  2/255 perturbation away), ``indices``, ``labels``, ``clean_pred``, ``adv_pred``, ``success``;
+* ``outcome.csv``: one row per sample (index, label, clean prediction, adversarial prediction, success,
+  ℓ∞ and ℓ2 size of the perturbation);
+* with ``--png``: ``png/<index>_<label>_to_<adv_pred>.png`` (8-bit, for looking at).
+
+The clean and robust accuracy and the attack success rate go to the store under the same keys as the ``eval``
+suite entry, so the two commands agree and neither duplicates the other's cells.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+
+import typer
+
+from robustlab.cli._app import app
+from robustlab.cli._common import console, load_model_and_data, make_progress, progress_callback, user_errors
+
+
+def _check_out(out: Path, png: bool, overwrite: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"--out {out} is a file, not a folder")
+    files = [out / "adversarial.npz", out / "outcome.csv"] + ([out / "png"] if png else [])
+    existing = [str(f) for f in files if f.exists()]
+    if existing and not overwrite:
+        raise FileExistsError(f"{', '.join(existing)} already exist(s); pass --overwrite or choose another --out")
+
+
+def _write_outputs(out: Path, outcome: object, clean: object, png: bool) -> list[Path]:
+    import numpy as np
+
+    from robustlab.cli.corrupt import to_uint8
+
+    files = [out / "adversarial.npz", out / "outcome.csv"]
+    out.mkdir(parents=True, exist_ok=True)
+    adv = outcome.adversarial.float()  # type: ignore[attr-defined]
+    delta = (adv - clean).flatten(1)  # type: ignore[operator]
+    linf, l2 = delta.abs().amax(dim=1), delta.norm(dim=1)
+    arrays = {
+        "images": adv.numpy(),
+        "indices": outcome.indices.numpy(),  # type: ignore[attr-defined]
+        "labels": outcome.labels.numpy(),  # type: ignore[attr-defined]
+        "clean_pred": outcome.clean_pred.numpy(),  # type: ignore[attr-defined]
+        "adv_pred": outcome.adv_pred.numpy(),  # type: ignore[attr-defined]
+        "success": outcome.success.numpy(),  # type: ignore[attr-defined]
+    }
+    tmp = out / ".adversarial.npz.partial"
+    with tmp.open("wb") as f:
+        np.savez_compressed(f, **arrays)
+    os.replace(tmp, files[0])
+    tmp = out / ".outcome.csv.partial"
+    with tmp.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["index", "label", "clean_pred", "adv_pred", "success", "linf", "l2"])
+        for i in range(len(adv)):
+            writer.writerow([int(arrays["indices"][i]), int(arrays["labels"][i]), int(arrays["clean_pred"][i]),
+                             int(arrays["adv_pred"][i]), bool(arrays["success"][i]), f"{float(linf[i]):.6g}",
+                             f"{float(l2[i]):.6g}"])  # fmt: skip
+    os.replace(tmp, files[1])
+    if png:
+        from PIL import Image
+
+        folder = out / "png"
+        folder.mkdir(exist_ok=True)
+        pixels = to_uint8(adv if adv.shape[1] == 3 else adv.expand(-1, 3, -1, -1))
+        for i, image in enumerate(pixels):
+            name = f"{int(arrays['indices'][i]):05d}_{int(arrays['labels'][i])}_to_{int(arrays['adv_pred'][i])}.png"
+            Image.fromarray(image).save(folder / name)
+        files.append(folder)
+    return files
+
+
+@app.command("attack")
+def attack_command(
+    model: str = typer.Option(..., "--model", help="Model spec (robustlab models lists them)."),
+    data: str = typer.Option(..., "--data", help="Dataset name (cifar10, cifar10_exact, imagenet_sample...) or path."),
+    attack: str = typer.Option(
+        "pgd:eps=8/255,steps=20", "--attack", help="Attack and options, e.g. 'pgd:eps=8/255,steps=20,norm=linf'."
+    ),
+    out: Path = typer.Option(..., "--out", help="Folder for adversarial.npz, outcome.csv (and png/)."),
+    n: int | None = typer.Option(None, "--n", min=1, help="Attack only the first N samples."),
+    png: bool = typer.Option(False, "--png", help="Also write every adversarial example as an 8-bit PNG."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace files of an earlier run in --out."),
+    db: Path = typer.Option(Path("robustlab.db"), "--db", help="Results store (SQLite)."),
+    split: str = typer.Option("test", "--split"),
+    batch_size: int = typer.Option(128, "--batch-size", min=1),
+    seed: int = typer.Option(0, "--seed", help="Seed of the per-sample random starts."),
+    device: str | None = typer.Option(None, "--device", help="cpu, cuda, cuda:1 ... (default: cuda if present)."),
+    data_dir: Path | None = typer.Option(None, "--data-dir", envvar="ROBUSTLAB_DATA"),
+    pretrained: bool = typer.Option(True, "--pretrained/--random-init"),
+) -> None:
+    """Attack a dataset with one attack setting; write adversarial examples and per-sample outcomes."""
+    import torch
+
+    from robustlab.engine.evaluate import _key
+    from robustlab.engine.measures import attack_conditions, attack_dataset
+    from robustlab.engine.suite import parse_suite
+    from robustlab.store import Cell, Store
+
+    with user_errors():
+        entries = parse_suite(attack)
+        if len(entries) != 1:
+            raise ValueError(f"--attack takes one attack with its options, got {len(entries)} entries: {attack!r}")
+        name, options = entries[0]
+        conditions = attack_conditions(name, options)
+        if len(conditions) != 1:
+            raise ValueError("--attack takes one setting; use robustlab eval --suite for '+' lists of values")
+        condition = conditions[0]
+        _check_out(out, png, overwrite)
+        dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        clf, dataset = load_model_and_data(
+            model, data, split=split, n=n, data_dir=data_dir, pretrained=pretrained, device=dev
+        )
+        config = {"model": model, "data": data, "dataset": dataset.name, "split": split, "attack": name,
+                  "params": dict(condition.params), "n": len(dataset), "seed": seed, "out": str(out)}  # fmt: skip
+        with (
+            Store(db) as store,
+            store.run(f"robustlab attack --model {model} --data {data} --attack {attack}", config, str(dev)) as run_id,
+            make_progress() as progress,
+        ):
+            task = progress.add_task(f"{name} on {dataset.name}", total=None)
+            outcome = attack_dataset(
+                clf, dataset, name, condition.params, seed=seed, batch_size=batch_size, device=dev,
+                callback=progress_callback(progress, task),
+            )  # fmt: skip
+            values = outcome.values()
+            keys = [_key(model, dataset, condition, seed, m) for m in condition.metrics]
+            store.add(run_id, [Cell(k, v, len(outcome.labels)) for k, v in zip(keys, values, strict=True)])
+            clean, _ = dataset.get_batch(outcome.indices.tolist())
+            files = _write_outputs(out, outcome, clean.float(), png)
+    shown = ", ".join(f"{k}={v}" for k, v in condition.params.items())
+    console.print(f"[bold]{name}[/] ({shown}) on {model} / {dataset.name}, {len(outcome.labels)} images")
+    console.print(f"clean accuracy {100 * values[0]:.2f} %  robust accuracy {100 * values[1]:.2f} %  "
+                  f"attack success rate {100 * values[2]:.2f} %")  # fmt: skip
+    console.print("wrote " + ", ".join(str(f) for f in files) + f"; cells in [bold]{db}[/]")

@@ -1,0 +1,267 @@
+"""Suite entries that measure for themselves: adversarial attacks and explanation stability under corruptions.
+
+- ``pgd:eps=8/255,steps=20`` (any registered attack; ``attacks`` = FGSM and PGD-10 at one ε): each setting stores
+  ``clean_accuracy``, ``robust_accuracy`` and ``attack_success_rate`` (the fraction of correctly classified samples
+  the attack turns wrong). Only correctly classified samples are attacked, as AutoAttack does; the random start of
+  every sample comes from its own generator, so a sample's adversarial example does not depend on its batch. An
+  option given as a ``+`` list (``eps=1/255+2/255+8/255``) makes one setting per value.
+- ``cam_stability`` / ``attention_stability``: per corruption and severity, the mean cosine similarity between the
+  explanation of the clean image and of its corrupted version (``cam_cosine`` for CNNs, ``attention_cosine``
+  averaged over layers and heads for ViTs). The corrupted images are the same as those of the accuracy cells
+  (same per-sample generators). Options ``corruptions=fog+snow`` (default the 15 test corruptions),
+  ``severities=1-5``, ``profile=cifar``; ``method=cam|grad_cam`` for CAMs.
+"""
+
+from __future__ import annotations
+
+import inspect
+import itertools
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from robustlab import rng
+from robustlab.perturb import ALL_CORRUPTIONS, TEST_CORRUPTIONS, VALIDATION_CORRUPTIONS, perturb
+
+# arguments an attack receives from the engine, never from the suite
+_ENGINE_ARGS = ("model", "images", "labels", "generator", "init", "targets", "target_labels", "patches")
+ATTACK_METRICS = ("clean_accuracy", "robust_accuracy", "attack_success_rate")
+
+
+def attack_names() -> list[str]:
+    from robustlab.attacks import ATTACKS
+
+    return list(ATTACKS)
+
+
+def _parse_value(key: str, text: str, default: Any, attack: str) -> Any:
+    from robustlab.engine.suite import _number
+
+    if isinstance(default, bool):
+        if text.lower() in ("1", "true", "yes", "on"):
+            return True
+        if text.lower() in ("0", "false", "no", "off"):
+            return False
+        raise ValueError(f"{attack}: option {key} must be true or false, got {text!r}")
+    if isinstance(default, int):
+        value = _number(text, f"{attack} option {key}")
+        if value != int(value):
+            raise ValueError(f"{attack}: option {key} must be an integer, got {text!r}")
+        return int(value)
+    if isinstance(default, float) or default is None:
+        try:
+            value = _number(text, f"{attack} option {key}")
+        except ValueError:
+            if default is None:  # a None default may stand for a name (e.g. a loss) as well as a number
+                return text
+            raise
+        # a None default may stand for an integer (a layer index): keep whole numbers written as such integers
+        return int(value) if default is None and text.lstrip("-").isdigit() else value
+    return text
+
+
+def attack_conditions(name: str, options: Mapping[str, str]) -> list[Any]:
+    """Conditions for one attack entry of a suite: one per setting (the product of ``+`` lists).
+
+    Raises:
+        ValueError: an unknown attack (close matches listed) or option, or a value of the wrong kind.
+    """
+    from robustlab.attacks import ATTACKS, DEFAULT_EPS
+    from robustlab.engine.suite import Condition
+
+    fn = ATTACKS.get(name)
+    signature = inspect.signature(fn)
+    tunable = {
+        k: p.default
+        for k, p in signature.parameters.items()
+        if k not in _ENGINE_ARGS and p.kind is inspect.Parameter.KEYWORD_ONLY and p.default is not inspect._empty
+    }
+    unknown = sorted(set(options) - set(tunable))
+    if unknown:
+        raise ValueError(f"unknown option(s) {unknown} for attack {name!r}; it takes {sorted(tunable)}")
+    if str(options.get("targeted", "false")).lower() in ("1", "true", "yes", "on"):
+        raise ValueError(f"{name}: the suite runs untargeted attacks (targets come from labels); drop targeted")
+    choices = {
+        k: [_parse_value(k, v.strip(), tunable[k], name) for v in text.split("+")] for k, text in options.items()
+    }
+    settings = []
+    for values in itertools.product(*choices.values()):
+        given = dict(zip(choices, values, strict=True))
+        # the stored key holds every parameter, defaults included, so a later change of default cannot mix cells
+        params = {k: v for k, v in {**tunable, **given}.items() if isinstance(v, (bool, int, float, str))}
+        if "eps" in tunable and "eps" not in params and params.get("norm") in DEFAULT_EPS:
+            params["eps"] = DEFAULT_EPS[params["norm"]]  # the norm's default ε, written out
+        settings.append(Condition(name, 0, params, True, None, ATTACK_METRICS, _attack_measure(name, params),
+                                  _attack_finalize))  # fmt: skip
+    return settings
+
+
+def attack_batch(
+    name: str, params: Mapping[str, Any], model: nn.Module, images: Tensor, labels: Tensor, indices: Tensor, seed: int
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Attack the correctly classified samples of a batch, as the suite does.
+
+    Sample ``i``'s random start comes from ``sample_generators(seed, [i], name, params)``, so its adversarial
+    example does not depend on the batch.
+
+    Returns:
+        ``(adversarial images, clean predictions, adversarial predictions)``; misclassified samples keep their
+        clean image.
+    """
+    from robustlab.attacks import ATTACKS
+
+    with torch.no_grad():
+        clean_pred = model(images).argmax(dim=1)
+    adv = images.detach().clone()
+    adv_pred = clean_pred.clone()
+    hit = (clean_pred == labels).nonzero().flatten()
+    if len(hit):
+        key = json.dumps(dict(params), sort_keys=True)
+        gens = rng.sample_generators(seed, indices[hit.cpu()], name, key)
+        adv[hit] = ATTACKS.get(name)(model, images[hit], labels[hit], generator=gens, **params)
+        with torch.no_grad():
+            adv_pred[hit] = model(adv[hit]).argmax(dim=1)
+    return adv, clean_pred, adv_pred
+
+
+def _attack_measure(name: str, params: dict[str, Any]) -> Callable[..., Tensor]:
+    def measure(model: nn.Module, images: Tensor, labels: Tensor, indices: Tensor, seed: int) -> Tensor:
+        _, clean_pred, adv_pred = attack_batch(name, params, model, images, labels, indices, seed)
+        correct, robust = (clean_pred == labels).sum(), (adv_pred == labels).sum()
+        return torch.stack([correct, robust, torch.zeros_like(correct)]).double()
+
+    return measure
+
+
+def _attack_finalize(sums: Tensor, total: int) -> list[float]:
+    correct, robust = float(sums[0]), float(sums[1])
+    nan = float("nan")
+    return [correct / total if total else nan, robust / total if total else nan,
+            (correct - robust) / correct if correct else nan]  # fmt: skip
+
+
+def stability_conditions(kind: str, options: dict[str, str], profile: str | None) -> list[tuple[str, list[Any]]]:
+    """``(group name, conditions)`` per corruption for a ``cam_stability`` / ``attention_stability`` entry.
+
+    Raises:
+        ValueError: an unknown corruption, method or option.
+    """
+    from robustlab._registry import close_matches_message
+    from robustlab.engine.suite import Condition, _severities
+
+    method = options.pop("method", "cam") if kind == "cam_stability" else None
+    if method is not None and method not in ("cam", "grad_cam"):
+        raise ValueError(close_matches_message("cam_stability method", method, ["cam", "grad_cam"]))
+    groups = {"corruptions": TEST_CORRUPTIONS, "validation": VALIDATION_CORRUPTIONS, "all_corruptions": ALL_CORRUPTIONS}
+    names: list[str] = []
+    for entry in options.pop("corruptions", "corruptions").split("+"):
+        entry = entry.strip()
+        if entry not in groups and entry not in ALL_CORRUPTIONS:
+            raise ValueError(close_matches_message("corruption", entry, list(groups) + list(ALL_CORRUPTIONS)))
+        names += [c for c in groups.get(entry, (entry,)) if c not in names]
+    severities = _severities(options.pop("severities", None))
+    metric = "cam_cosine" if kind == "cam_stability" else "attention_cosine"
+    out = []
+    for corruption in names:
+        conditions = []
+        for s in severities:
+            params: dict[str, Any] = {"profile": profile} if profile else {}
+            if method is not None:
+                params["method"] = method
+            measure = _stability_measure(kind, corruption, s, profile, method)
+            conditions.append(Condition(corruption, s, params, True, None, (metric,), measure))
+        out.append((f"{kind} {corruption}", conditions))
+    return out
+
+
+def _stability_measure(
+    kind: str, corruption: str, severity: int, profile: str | None, method: str | None
+) -> Callable[..., Tensor]:
+    def measure(model: nn.Module, images: Tensor, labels: Tensor, indices: Tensor, seed: int) -> Tensor:
+        from robustlab import explain
+
+        gens = rng.sample_generators(seed, indices, corruption, severity)  # the accuracy cells' corrupted images
+        with torch.no_grad():
+            corrupted = perturb(images, corruption, severity, generator=gens, profile=profile)
+        if kind == "cam_stability":
+            cosine = explain.cam_stability(model, images, corrupted, method=method or "cam")
+        else:
+            cosine = explain.attention_stability(model, images, corrupted).flatten(1).mean(dim=1)
+        return cosine.detach().double().sum().view(1)
+
+    return measure
+
+
+
+@dataclass(frozen=True)
+class AttackOutcome:
+    """Per-sample result of attacking a dataset (see :func:`attack_dataset`).
+
+    Shape:
+        indices, labels, clean_pred, adv_pred ``(N,)``; adversarial ``(N, C, H, W)`` on the CPU.
+    """
+
+    indices: Tensor
+    labels: Tensor
+    clean_pred: Tensor
+    adv_pred: Tensor
+    adversarial: Tensor
+
+    @property
+    def success(self) -> Tensor:
+        """Correctly classified before the attack and wrong after it."""
+        return (self.clean_pred == self.labels) & (self.adv_pred != self.labels)
+
+    def values(self) -> list[float]:
+        """``[clean accuracy, robust accuracy, attack success rate]`` as the suite stores them."""
+        sums = torch.stack([(self.clean_pred == self.labels).sum(), (self.adv_pred == self.labels).sum()]).double()
+        return _attack_finalize(sums, len(self.labels))
+
+
+def attack_dataset(
+    model: nn.Module,
+    dataset: Any,
+    name: str,
+    params: Mapping[str, Any],
+    *,
+    seed: int = 0,
+    batch_size: int = 128,
+    device: torch.device | str | None = None,
+    callback: Callable[[dict[str, Any]], None] | None = None,
+) -> AttackOutcome:
+    """Attack every correctly classified sample of ``dataset`` and keep the adversarial examples.
+
+    The adversarial examples equal those behind the suite's cells for the same ``(name, params, seed)``.
+
+    Args:
+        model: a classifier on [0, 1] pixels, in eval mode.
+        dataset: a robustlab ImageDataset.
+        name: a registered attack.
+        params: its parameters (as :func:`attack_conditions` resolves them).
+        seed: seed of the per-sample random starts.
+        batch_size: samples per attack batch.
+        device: where to run (default: the model's).
+        callback: ``{"kind": "batch", "done", "total"}`` after each batch.
+
+    Returns:
+        An :class:`AttackOutcome`.
+    """
+    from robustlab.data._base import iter_batches
+    from robustlab.engine.accuracy import _model_device
+
+    device = torch.device(device) if device is not None else _model_device(model)
+    parts: list[tuple[Tensor, ...]] = []
+    total = (len(dataset) + batch_size - 1) // batch_size
+    for b, batch in enumerate(iter_batches(dataset, batch_size)):
+        images, labels = batch.images.to(device), batch.labels.to(device)
+        adv, clean_pred, adv_pred = attack_batch(name, params, model, images, labels, batch.indices, seed)
+        parts.append((batch.indices, batch.labels, clean_pred.cpu(), adv_pred.cpu(), adv.cpu()))
+        if callback is not None:
+            callback({"kind": "batch", "done": b + 1, "total": total})
+    if not parts:
+        raise ValueError("the dataset is empty")
+    return AttackOutcome(*(torch.cat(column) for column in zip(*parts, strict=True)))
