@@ -55,3 +55,22 @@ def test_report_empty_store_and_errors(tmp_path) -> None:
         write_report(tmp_path / "missing.db", tmp_path / "x.html")
     with pytest.raises(FileNotFoundError, match="output folder"):
         write_report(db, tmp_path / "nope" / "x.html")
+
+
+def test_report_shows_attacks_and_explanation_stability(tmp_path) -> None:
+    db = tmp_path / "a.db"
+    with Store(db) as store, store.run("test", {}) as run_id:
+        cells = []
+        for eps, robust in ((1 / 255, 0.4), (8 / 255, 0.05)):
+            params = {"eps": eps, "norm": "linf", "steps": 10}
+            for metric, value in (("clean_accuracy", 0.9), ("robust_accuracy", robust)):
+                cells.append(Cell(ResultKey.create("m1", "d", metric, perturbation="pgd", params=params), value, 50))
+        for s, cosine in ((1, 0.97), (5, 0.61)):
+            cells.append(Cell(ResultKey.create("m1", "d", "cam_cosine", perturbation="fog", severity=s), cosine, 50))
+        store.add(run_id, cells)
+    html = write_report(db, tmp_path / "a.html").read_text()
+    assert "Adversarial attacks" in html and "CAM stability" in html
+    assert "Common corruptions" not in html  # stability cells alone are not accuracy results
+    assert "pgd eps=8/255 linf steps=10 (robust acc.)" in html and "0.0500" in html
+    assert "cam cosine (mean)" in html and "0.7900" in html
+    assert html.count("data:image/png;base64,") == 2

@@ -44,6 +44,7 @@ def eval_command(
 
     from robustlab.data import Subset
     from robustlab.engine import evaluate, summarize
+    from robustlab.engine.measures import ATTACK_METRICS, attack_label
     from robustlab.engine.suite import Group, build_suite, file_groups, split_file_corruptions
     from robustlab.store import Store
     from robustlab.train.distributed import rank
@@ -127,11 +128,16 @@ def eval_command(
     by_perturbation: dict[tuple[str, str], list[float]] = {}
     for cell in cells:
         if cell.key.perturbation != "clean" and cell.value == cell.value:
-            by_perturbation.setdefault((cell.key.perturbation, cell.key.metric), []).append(cell.value)
+            name = cell.key.perturbation
+            if cell.key.metric in ATTACK_METRICS:  # one row per attack setting, not a mean over settings
+                name = f"{name} ({attack_label(cell.key.params_json)})"
+            by_perturbation.setdefault((name, cell.key.metric), []).append(cell.value)
     for (name, metric), values in by_perturbation.items():
         mean = sum(values) / len(values)
         if metric == "accuracy":
             table.add_row(f"{name}: mean accuracy over {len(values)} level(s)", f"{100 * mean:.2f} %")
+        elif metric in ATTACK_METRICS:
+            table.add_row(f"{name}: {metric.replace('_', ' ')}", f"{100 * mean:.2f} %")
         else:
             table.add_row(f"{name}: {metric.replace('_', ' ')}", f"{mean:.4f}")
     console.print(table)

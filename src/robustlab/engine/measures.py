@@ -38,6 +38,19 @@ def attack_names() -> list[str]:
     return list(ATTACKS)
 
 
+def attack_label(params_json: str) -> str:
+    """A short name for an attack setting from its stored parameters: ``eps=8/255 linf steps=20``."""
+    params = json.loads(params_json)
+    parts = []
+    eps = params.get("eps")
+    if isinstance(eps, (int, float)):
+        on_grid = abs(eps * 255 - round(eps * 255)) < 1e-6 and params.get("norm", "linf") == "linf"
+        parts.append(f"eps={round(eps * 255)}/255" if on_grid else f"eps={eps:g}")
+    parts += [str(params["norm"])] if "norm" in params else []
+    parts += [f"steps={params['steps']}"] if "steps" in params else []
+    return " ".join(parts)
+
+
 def _parse_value(key: str, text: str, default: Any, attack: str) -> Any:
     from robustlab.engine.suite import _number
 

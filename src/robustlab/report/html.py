@@ -10,9 +10,10 @@ from types import SimpleNamespace
 
 import pandas as pd
 
+from robustlab.engine.measures import attack_label
 from robustlab.engine.summary import summarize
 from robustlab.perturb import TEST_CORRUPTIONS, VALIDATION_CORRUPTIONS
-from robustlab.report.plots import corruption_bars, corruption_grid, level_curves
+from robustlab.report.plots import attack_curves, corruption_bars, corruption_grid, level_curves
 from robustlab.store import ResultKey, Store
 
 _STYLE = """
@@ -93,6 +94,13 @@ def _summary(df: pd.DataFrame) -> pd.DataFrame:
         acc = group[(group["metric"] == "accuracy") & (group["perturbation"] != "clean")]
         for pert, g in acc.groupby("perturbation", sort=True):
             row[f"{pert} (mean acc.)"] = float(g["value"].mean())
+        robust = group[group["metric"] == "robust_accuracy"]
+        for r in robust.itertuples(index=False):
+            row[f"{r.perturbation} {attack_label(r.params_json)} (robust acc.)"] = float(r.value)
+        for metric in ("cam_cosine", "attention_cosine"):
+            values = group.loc[group["metric"] == metric, "value"]
+            if len(values):
+                row[f"{metric.replace('_', ' ')} (mean)"] = float(values.mean())
         n = group["n"].dropna()
         row["n"] = int(n.max()) if len(n) else None
         rows.append(row)
@@ -106,7 +114,7 @@ def _img(png: bytes, alt: str) -> str:
 def _figures(df: pd.DataFrame, baseline: str | None) -> list[str]:
     """Sections of plots: corruptions (small multiples and error bars), then every other perturbation's curve."""
     parts: list[str] = []
-    present = set(df["perturbation"])
+    present = set(df.loc[df["metric"] == "accuracy", "perturbation"])
     for title, group in (("Common corruptions", TEST_CORRUPTIONS), ("Validation corruptions", VALIDATION_CORRUPTIONS)):
         names = [c for c in group if c in present]
         if not names:
@@ -114,6 +122,15 @@ def _figures(df: pd.DataFrame, baseline: str | None) -> list[str]:
         parts.append(f"<h2>{title}</h2>")
         parts.append(f'<div class="plots">{_img(corruption_grid(df, names), title + " grid")}</div>')
         parts.append(f'<div class="plots">{_img(corruption_bars(df, names, baseline), title + " errors")}</div>')
+    for metric, title in (("cam_cosine", "CAM stability"), ("attention_cosine", "Attention stability")):
+        names = [c for c in (*TEST_CORRUPTIONS, *VALIDATION_CORRUPTIONS) if c in set(df.loc[df["metric"] == metric,
+                 "perturbation"])]  # fmt: skip
+        if names:
+            parts.append(f"<h2>{title}: cosine similarity of clean and corrupted explanations</h2>")
+            parts.append(f'<div class="plots">{_img(corruption_grid(df, names, metric), title)}</div>')
+    if (df["metric"] == "robust_accuracy").any():
+        parts.append("<h2>Adversarial attacks</h2>")
+        parts.append(f'<div class="plots">{_img(attack_curves(df), "robust accuracy against epsilon")}</div>')
     others = sorted(p for p in present - {"clean"} - set(TEST_CORRUPTIONS) - set(VALIDATION_CORRUPTIONS))
     curves = []
     for pert in others:

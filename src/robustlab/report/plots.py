@@ -81,11 +81,15 @@ def corruption_grid(df: pd.DataFrame, corruptions: Sequence[str], metric: str = 
     for ax in list(axes.flat)[len(corruptions) :]:
         ax.axis("off")
     handles, labels = axes.flat[0].get_legend_handles_labels()
+    # fixed room in inches below the panels: the axis label, then the legend under it
+    height = 2.3 * rows
+    legend_rows = math.ceil(len(labels) / 4) if handles else 0
+    bottom = (0.35 + 0.22 * legend_rows) / height
     if handles:
         fig.legend(handles, labels, loc="lower center", ncol=min(4, len(labels)), fontsize=8,
-                   bbox_to_anchor=(0.5, -0.02))  # fmt: skip
-    fig.supxlabel("severity (0 = clean)", fontsize=9, y=0.03)
-    fig.tight_layout(rect=(0, 0.05, 1, 1))
+                   bbox_to_anchor=(0.5, 0.0))  # fmt: skip
+    fig.supxlabel("severity (0 = clean)", fontsize=9, y=bottom - 0.3 / height, va="bottom")
+    fig.tight_layout(rect=(0, bottom, 1, 1))
     return _png(fig)
 
 
@@ -111,3 +115,42 @@ def corruption_bars(df: pd.DataFrame, corruptions: Sequence[str], baseline: str 
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=7)
     return _png(fig)
+
+
+ATTACK_SETTING = ("norm", "steps", "loss")
+
+
+def attack_curves(df: pd.DataFrame) -> bytes:
+    """Robust accuracy against ε, one line per (model, dataset, attack, norm, steps, loss); clean accuracy at ε = 0."""
+    rows = df[df["metric"] == "robust_accuracy"]
+    clean = df[df["metric"] == "clean_accuracy"]
+    fig, ax = plt.subplots(figsize=(5.6, 3.6))
+    lines: dict[tuple, list[tuple[float, float]]] = {}
+    for row, clean_row in zip(rows.itertuples(index=False), _matching(rows, clean), strict=True):
+        params = json.loads(row.params_json)
+        eps = params.get("eps")
+        if not isinstance(eps, (int, float)):
+            continue
+        setting = " ".join(f"{k}={params[k]}" for k in ATTACK_SETTING if k in params)
+        key = (row.model, row.dataset, row.perturbation, setting)
+        lines.setdefault(key, []).append((float(eps), float(row.value)))
+        if clean_row is not None:
+            lines[key].append((0.0, clean_row))
+    n_datasets = rows["dataset"].nunique()
+    for (model, dataset, attack, setting), points in sorted(lines.items()):
+        points = sorted(set(points))
+        label = f"{_label(model, dataset, n_datasets)} · {attack} {setting}"
+        ax.plot([p[0] * 255 for p in points], [p[1] for p in points], marker="o", ms=3, label=label)
+    ax.set_xlabel("ε × 255 (0 = clean)")
+    ax.set_ylabel("robust accuracy")
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=6, loc="best")
+    return _png(fig)
+
+
+def _matching(rows: pd.DataFrame, clean: pd.DataFrame) -> list[float | None]:
+    """The clean accuracy stored beside each robust-accuracy row (same model, dataset, attack, params, seed)."""
+    keys = ["model", "dataset", "perturbation", "params_json", "seed"]
+    lookup = {tuple(r[k] for k in keys): float(r["value"]) for _, r in clean.iterrows()}
+    return [lookup.get(tuple(r[k] for k in keys)) for _, r in rows.iterrows()]
