@@ -17,6 +17,8 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from robustlab.engine.loading import load_model_and_data  # noqa: F401  (re-exported for the verbs)
+
 console = Console()
 err_console = Console(stderr=True)
 
@@ -64,36 +66,3 @@ def progress_callback(progress: Progress, task_id: Any) -> Callable[[dict[str, A
             progress.update(task_id, description=event["description"])
 
     return callback
-
-
-def load_model_and_data(
-    model: str,
-    data: str,
-    *,
-    split: str = "test",
-    n: int | None = None,
-    data_dir: Any = None,
-    pretrained: bool = True,
-    device: Any = None,
-) -> tuple[Any, Any]:
-    """Create the model and its dataset, preprocessed to the model's input (and cut to the first ``n`` samples).
-
-    Returns:
-        ``(classifier, dataset)``.
-    """
-    from robustlab.data import Subset, fit_to_model, load_dataset
-    from robustlab.models import create_model
-
-    dataset = load_dataset(data, split=split, data_dir=data_dir)
-    clf = create_model(
-        model,
-        pretrained=pretrained,
-        data_dir=data_dir,
-        device=device,
-        class_names=dataset.class_names if model.startswith("openclip:") else None,
-    )
-    dataset = fit_to_model(dataset, clf.data_config)
-    if n is not None and n < len(dataset):
-        dataset = Subset(dataset, range(n))
-        dataset.name = f"{dataset.name}[:{n}]"
-    return clf, dataset

@@ -10,6 +10,7 @@ from __future__ import annotations
 from robustlab.engine._shard import shard_indices
 from robustlab.engine.accuracy import evaluate_accuracy, predict, resolve_amp
 from robustlab.engine.evaluate import CellResult, evaluate
+from robustlab.engine.loading import load_model_and_data
 from robustlab.engine.suite import (
     DEFAULT_RATIOS,
     DEFAULT_SIGMAS,
@@ -31,6 +32,7 @@ __all__ = [
     "evaluate",
     "evaluate_accuracy",
     "file_groups",
+    "load_model_and_data",
     "parse_suite",
     "predict",
     "resolve_amp",
