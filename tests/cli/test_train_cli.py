@@ -43,3 +43,16 @@ def test_train_bad_inputs_exit_with_one_line(tmp_path) -> None:
     bad_lr = runner.invoke(app, ["train", "--model", "cifar:small_cnn", "--data", "digits", "--out", out,
                                  "--lr", "-1"])  # fmt: skip
     assert bad_lr.exit_code == 1 and "lr" in bad_lr.output
+
+
+def test_train_refuses_to_replace_an_existing_checkpoint(tmp_path) -> None:
+    out = tmp_path / "mine.safetensors"
+    out.write_bytes(b"the user's earlier checkpoint")
+    args = ["train", "--model", "cifar:small_cnn", "--data", "digits", "--out", str(out), "--epochs", "1",
+            "--batch-size", "64", "--no-augment"]  # fmt: skip
+    refused = runner.invoke(app, args)
+    assert refused.exit_code == 1 and "--overwrite" in refused.output and "Traceback" not in refused.output
+    assert out.read_bytes() == b"the user's earlier checkpoint"
+    replaced = runner.invoke(app, [*args, "--overwrite"])
+    assert replaced.exit_code == 0, replaced.output
+    create_model(f"file:{out}")

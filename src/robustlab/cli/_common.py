@@ -37,6 +37,13 @@ def user_errors() -> Iterator[None]:
         raise typer.Exit(1) from None
 
 
+def refuse_overwrite(paths: list[Any], overwrite: bool) -> None:
+    """Raise FileExistsError naming the outputs that already exist, unless the user passed ``--overwrite``."""
+    existing = [str(p) for p in paths if p.exists()]
+    if existing and not overwrite:
+        raise FileExistsError(f"{', '.join(existing)} already exist(s); pass --overwrite or choose another --out")
+
+
 def make_progress() -> Progress:
     return Progress(
         TextColumn("[bold]{task.description}"),

@@ -21,16 +21,21 @@ from pathlib import Path
 import typer
 
 from robustlab.cli._app import app
-from robustlab.cli._common import console, load_model_and_data, make_progress, progress_callback, user_errors
+from robustlab.cli._common import (
+    console,
+    load_model_and_data,
+    make_progress,
+    progress_callback,
+    refuse_overwrite,
+    user_errors,
+)
 
 
 def _check_out(out: Path, png: bool, overwrite: bool) -> None:
     if out.exists() and not out.is_dir():
         raise FileExistsError(f"--out {out} is a file, not a folder")
     files = [out / "adversarial.npz", out / "outcome.csv"] + ([out / "png"] if png else [])
-    existing = [str(f) for f in files if f.exists()]
-    if existing and not overwrite:
-        raise FileExistsError(f"{', '.join(existing)} already exist(s); pass --overwrite or choose another --out")
+    refuse_overwrite(files, overwrite)
 
 
 def _write_outputs(out: Path, outcome: object, clean: object, png: bool) -> list[Path]:

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from robustlab.cli._app import app
-from robustlab.cli._common import console, make_progress, user_errors
+from robustlab.cli._common import console, make_progress, refuse_overwrite, user_errors
 
 
 @app.command("train")
@@ -29,6 +29,7 @@ def train_command(
     ),
     max_time: float | None = typer.Option(None, "--max-time", help="Stop after this many seconds."),
     resume: bool = typer.Option(False, "--resume", help="Continue from OUT's training state."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing OUT (otherwise refused)."),
     data_dir: Path | None = typer.Option(None, "--data-dir", envvar="ROBUSTLAB_DATA"),
     device: str | None = typer.Option(None, "--device"),
     seed: int = typer.Option(0, "--seed"),
@@ -40,6 +41,8 @@ def train_command(
     from robustlab.train.distributed import rank
 
     with user_errors():
+        if not resume:
+            refuse_overwrite([out], overwrite)
         train = load_dataset(data, split="train", data_dir=data_dir)
         test = load_dataset(data, split="test", data_dir=data_dir)
         clf = create_model(
