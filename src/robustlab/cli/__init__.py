@@ -13,8 +13,10 @@ from robustlab.cli import demo as _demo  # noqa: E402,F401
 from robustlab.cli import evaluate as _evaluate  # noqa: E402,F401
 from robustlab.cli import explain as _explain  # noqa: E402,F401
 from robustlab.cli import models as _models  # noqa: E402,F401
+from robustlab.cli import repair as _repair  # noqa: E402,F401
 from robustlab.cli import report as _report  # noqa: E402,F401
 from robustlab.cli import results as _results  # noqa: E402,F401
+from robustlab.cli import study as _study  # noqa: E402,F401
 from robustlab.cli import train as _train  # noqa: E402,F401
 from robustlab.cli._app import app
 
