@@ -56,3 +56,9 @@ def test_train_refuses_to_replace_an_existing_checkpoint(tmp_path) -> None:
     replaced = runner.invoke(app, [*args, "--overwrite"])
     assert replaced.exit_code == 0, replaced.output
     create_model(f"file:{out}")
+
+
+def test_train_without_model_or_method_names_what_is_missing() -> None:
+    result = runner.invoke(app, ["train", "--data", "digits"])
+    assert result.exit_code == 2 and "--model" in result.output and "--out" in result.output
+    assert "Traceback" not in result.output

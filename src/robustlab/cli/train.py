@@ -1,4 +1,5 @@
-"""`robustlab train`: train or fine-tune a CIFAR-size model with the one training loop."""
+"""`robustlab train`: train or fine-tune a model with the one training loop; `robustlab train METHOD` trains with a
+method from the seed papers (each method module adds its subcommand to ``train_app``)."""
 
 from __future__ import annotations
 
@@ -9,13 +10,17 @@ import typer
 from robustlab.cli._app import app
 from robustlab.cli._common import console, make_progress, refuse_overwrite, user_errors
 
+train_app = typer.Typer(help="Train or fine-tune a model (plain), or with a method: robustlab train METHOD --help.")
+app.add_typer(train_app, name="train")
 
-@app.command("train")
+
+@train_app.callback(invoke_without_command=True)
 def train_command(
-    model: str = typer.Option(..., "--model", help="Model spec, e.g. cifar:resnet20 or cifar:small_cnn."),
+    ctx: typer.Context,
+    model: str | None = typer.Option(None, "--model", help="Model spec, e.g. cifar:resnet20 or cifar:small_cnn."),
     data: str = typer.Option("cifar10", "--data", help="Dataset name or path (train split is used)."),
-    out: Path = typer.Option(
-        ..., "--out", help="Checkpoint to write (.safetensors or .pt); load with file:OUT."
+    out: Path | None = typer.Option(
+        None, "--out", help="Checkpoint to write (.safetensors or .pt); load with file:OUT."
     ),
     epochs: int = typer.Option(10, "--epochs", min=1),
     lr: float = typer.Option(0.05, "--lr"),
@@ -40,6 +45,11 @@ def train_command(
     from robustlab.train import fit, random_crop_flip
     from robustlab.train.distributed import rank
 
+    if ctx.invoked_subcommand is not None:
+        return
+    if model is None or out is None:
+        missing = " and ".join(f"--{name}" for name, v in (("model", model), ("out", out)) if v is None)
+        raise typer.BadParameter(f"plain training needs {missing} (or name a method: robustlab train METHOD ...)")
     with user_errors():
         if not resume:
             refuse_overwrite([out], overwrite)
