@@ -825,6 +825,27 @@ class Store:
         text = {name: "str" for name in _RESULT_COLUMNS if name not in ("severity", "value", "n", "seed")}
         return frame.astype({**text, "severity": "int64", "value": "float64", "n": "Int64", "seed": "int64"})
 
+    def cells(self, *, run_id: Filter = None, model: Filter = None, dataset: Filter = None) -> list[Cell]:
+        """Stored cells matching the filters as :class:`Cell` objects, ready for :meth:`add` into another store
+        (how a worker's scratch results reach the driver's store).
+
+        Args:
+            run_id: runs that wrote the cells.
+            model: model names.
+            dataset: dataset names.
+
+        Returns:
+            One :class:`Cell` per stored row (NaN where the value is undefined).
+        """
+        where, args = _where(run_id=run_id, model=model, dataset=dataset)
+        columns = (*_KEY_COLUMNS, "value", "n")
+        rows = self._conn.execute(f"SELECT {', '.join(columns)} FROM results{where}", args).fetchall()
+        width = len(_KEY_COLUMNS)
+        return [
+            Cell(ResultKey._from_row(row[:width]), float("nan") if row[width] is None else float(row[width]), row[-1])
+            for row in rows
+        ]
+
     def runs(self) -> pd.DataFrame:
         """All runs, oldest first.
 

@@ -44,7 +44,7 @@ def test_report_renders_with_every_plot(tmp_path) -> None:
     plots = re.search(r'data-plots="(\d+)"', dom)
     rendered = re.search(r'data-plots-rendered="(\d+)"', dom)
     assert plots and rendered, "the page's load handler did not run"
-    assert int(plots.group(1)) == 3  # corruption grid, corruption bars, noise curve
+    assert int(plots.group(1)) == 4  # corruption grid, corruption bars, noise curve, noise-study RankDiff strips
     assert rendered.group(1) == plots.group(1)
     for number in ("0.9100", "0.8500", "0.7700"):
         assert number in dom

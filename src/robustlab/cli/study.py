@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from robustlab.cli._app import app
-from robustlab.cli._common import console, make_progress, progress_callback, user_errors
+from robustlab.cli._common import console, err_console, make_progress, progress_callback, refuse_overwrite, user_errors
 
 study_app = typer.Typer(help="Model-zoo studies (seed 004): architecture attributes and noise theory.")
 app.add_typer(study_app, name="study")
@@ -61,7 +61,13 @@ def noise_command(
     sigmas: str = typer.Option("0,0.02,0.04,0.08", "--sigmas", help="Pixel-space σ levels (0 = clean)."),
     n: int | None = typer.Option(None, "--n", min=1, help="Only the first N samples."),
     db: Path = typer.Option(Path("robustlab.db"), "--db", help="Results store (SQLite); re-runs resume."),
-    noise_at: str = typer.Option("input", "--noise-at", help="input (after resize) or pixels (same-size data only)."),
+    noise_at: str = typer.Option(
+        "pixels", "--noise-at", help="pixels: on native pixels before the model's resize (as the theory assumes); "
+        "input: after the resize."
+    ),
+    backend: str = typer.Option("local", "--backend", help="local (in-process) or ray (one task per model)."),
+    ray_address: str | None = typer.Option(None, "--ray-address", help="Ray cluster address (default: local Ray)."),
+    retries: int = typer.Option(1, "--retries", min=0, help="Retries of a failed Ray task."),
     batch_size: int = typer.Option(128, "--batch-size", min=1),
     seed: int = typer.Option(0, "--seed"),
     device: str | None = typer.Option(None, "--device"),
@@ -72,8 +78,9 @@ def noise_command(
     from rich.table import Table
 
     from robustlab.store import Store
-    from robustlab.study.noise import noise_study
+    from robustlab.study.noise import StudyFailed, noise_study
 
+    failure = None
     with user_errors():
         specs = [m.strip() for m in models.split(",") if m.strip()]
         with Store(db) as store, make_progress() as progress:
@@ -83,9 +90,13 @@ def noise_command(
                 if event["kind"] == "model":
                     progress.update(task, completed=event["done"], description=event["description"])
 
-            result = noise_study(specs, data, sigmas, store=store, n=n, data_dir=data_dir, noise_at=noise_at,
-                                 seed=seed, batch_size=batch_size, device=device, pretrained=pretrained,
-                                 callback=callback)  # fmt: skip
+            try:
+                result = noise_study(specs, data, sigmas, store=store, n=n, data_dir=data_dir, noise_at=noise_at,
+                                     seed=seed, batch_size=batch_size, device=device, pretrained=pretrained,
+                                     backend=backend, ray_address=ray_address, retries=retries,
+                                     callback=callback)  # fmt: skip
+            except StudyFailed as exc:
+                result, failure = exc.study, str(exc)
     table = Table(title=f"Gaussian noise on {data}")
     table.add_column("model")
     for s in result.sigmas:
@@ -98,3 +109,47 @@ def noise_command(
         table.add_row(m, *(f"{100 * a:.2f}" for a in acc), f"{result.slope[m]:+.3f}", "" if rd is None else f"{rd:+d}")
     console.print(table)
     console.print(f"{result.new_cells} new cells in [bold]{db}[/]")
+    if failure is not None:
+        err_console.print(f"[bold red]error:[/] {failure}", highlight=False)
+        raise typer.Exit(1)
+
+
+@study_app.command("analyze")
+def analyze_command(
+    db: Path = typer.Option(Path("robustlab.db"), "--db", help="Results store holding a noise sweep."),
+    out: Path = typer.Option(Path("noise-study.csv"), "--out", help="CSV to write (one row per model)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out."),
+) -> None:
+    """RankDiff and accuracy drop against stem kernel, resolution, pooling and pretraining; the design rules."""
+    from rich.table import Table
+
+    from robustlab.report.html import _attributes
+    from robustlab.store import Store
+    from robustlab.study.analysis import analysis_tables, noise_rows, with_attributes, write_analysis_csv
+
+    with user_errors():
+        refuse_overwrite([out], overwrite)
+        if not db.is_file():
+            raise FileNotFoundError(f"results store {db} does not exist; run robustlab study noise first")
+        with Store(db) as store:
+            rows = noise_rows(store.results())
+        if not rows:
+            raise ValueError(f"{db} holds no noise sweep (run robustlab study noise --models ... first)")
+        joined = with_attributes(rows, _attributes(sorted({r["model"] for r in rows})))
+        grouped, verdicts = analysis_tables(joined)
+        write_analysis_csv(joined, out)
+    table = Table(title="RankDiff by attribute (mean ± std, n)")
+    for col in ("attribute", "group", "RankDiff", "drop"):
+        table.add_column(col)
+    cells = {(g["attribute"], f"{g['group']:.4g}" if isinstance(g["group"], float) else str(g["group"]), g["value"]): g
+             for g in grouped}  # fmt: skip
+    for attribute, group in dict.fromkeys((a, g) for a, g, _ in cells):
+        shown = []
+        for value in ("rank_difference", "drop"):
+            g = cells.get((attribute, group, value))
+            shown.append("" if g is None else f"{g['mean']:+.3f} ± {g['std']:.3f} (n={g['n']})")
+        table.add_row(attribute, group, *shown)
+    console.print(table)
+    for rule, verdict in verdicts.items():
+        console.print(f"{rule}: [bold]{verdict}[/]")
+    console.print(f"{len(joined)} rows -> [bold]{out}[/]")

@@ -13,7 +13,7 @@ import pandas as pd
 from robustlab.engine.measures import attack_label
 from robustlab.engine.summary import summarize
 from robustlab.perturb import TEST_CORRUPTIONS, VALIDATION_CORRUPTIONS
-from robustlab.report.plots import attack_curves, corruption_bars, corruption_grid, level_curves
+from robustlab.report.plots import attack_curves, attribute_strips, corruption_bars, corruption_grid, level_curves
 from robustlab.store import ResultKey, Store
 
 _STYLE = """
@@ -143,6 +143,51 @@ def _figures(df: pd.DataFrame, baseline: str | None) -> list[str]:
     return parts
 
 
+def _attributes(models: list[str]) -> dict[str, object]:
+    """Architecture attributes per model; a model that cannot be built (a moved checkpoint) stays unknown."""
+    import warnings
+
+    from robustlab.study.attributes import spec_attributes
+
+    out: dict[str, object] = {}
+    for model in models:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                out[model] = spec_attributes(model)
+        except Exception:  # noqa: BLE001 - the report still shows the model, with unknown attributes
+            continue
+    return out
+
+
+def _noise_study(df: pd.DataFrame) -> list[str]:
+    """The seed-004 analysis, when the store holds a noise sweep of two or more models on one dataset."""
+    from robustlab.study.analysis import analysis_tables, noise_rows, with_attributes
+
+    rows = [r for r in noise_rows(df) if r["rank_difference"] is not None]
+    if not rows:
+        return []
+    joined = with_attributes(rows, _attributes(sorted({r["model"] for r in rows})))
+    grouped, verdicts = analysis_tables(joined)
+    columns = ["model", "dataset", "noise_at", "clean", "top_sigma", "noisy", "drop", "slope", "rank_difference",
+               "stem_kernel", "stem_stride", "input_size", "global_pool", "pretraining", "min_std", "num_params"]
+    strips = attribute_strips(joined, ["stem_kernel", "input_size", "global_pool", "pretraining"])
+    parts = [
+        "<h2>Noise study: architecture against Gaussian-noise robustness</h2>",
+        '<p class="muted">RankDiff = clean rank − rank at the largest σ every model of the dataset was run at '
+        "(positive: more robust than its clean accuracy predicts); drop = clean − noisy accuracy.</p>",
+        _table(pd.DataFrame([{c: r.get(c) for c in columns} for r in joined]), left=3, table_id="noise-study"),
+        f'<div class="plots">{_img(strips, "RankDiff by attribute")}</div>',
+    ]
+    if grouped:
+        parts.append("<h3>Grouped statistics</h3>")
+        parts.append(_table(pd.DataFrame(grouped)[["attribute", "group", "value", "n", "mean", "std", "min", "max"]],
+                            left=3, table_id="noise-groups"))  # fmt: skip
+    verdict_rows = [{"design rule (seed 004)": rule, "on these models": verdict} for rule, verdict in verdicts.items()]
+    parts.append(_table(pd.DataFrame(verdict_rows), left=2, table_id="noise-rules"))
+    return parts
+
+
 def write_report(
     db: str | Path, out: str | Path, *, title: str = "robustlab report", baseline: str | None = None
 ) -> Path:
@@ -179,6 +224,7 @@ def write_report(
         parts.append("<h2>Summary</h2>")
         parts.append(_table(_summary(df), left=2, table_id="summary"))
         parts.extend(_figures(df, baseline))
+        parts.extend(_noise_study(df))
         parts.append("<h2>All results</h2>")
         cols = ["model", "dataset", "split", "perturbation", "severity", "params_json", "metric", "value", "n", "seed"]
         shown = df[[c for c in [*cols, "run_id"] if c in df.columns]].rename(columns={"params_json": "params"})

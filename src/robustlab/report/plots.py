@@ -154,3 +154,26 @@ def _matching(rows: pd.DataFrame, clean: pd.DataFrame) -> list[float | None]:
     keys = ["model", "dataset", "perturbation", "params_json", "seed"]
     lookup = {tuple(r[k] for k in keys): float(r["value"]) for _, r in clean.iterrows()}
     return [lookup.get(tuple(r[k] for k in keys)) for _, r in rows.iterrows()]
+
+
+def attribute_strips(rows: Sequence[dict], attributes: Sequence[str], value: str = "rank_difference") -> bytes:
+    """One panel per architecture attribute: each model's ``value`` (RankDiff) at its attribute value, with the
+    group mean as a bar — how the noise study's design rules look on the models actually run."""
+    fig, axes = plt.subplots(1, len(attributes), figsize=(3.2 * len(attributes), 3.0), sharey=True, squeeze=False)
+    for ax, attribute in zip(axes[0], attributes, strict=True):
+        known = [r for r in rows if r.get(attribute, "unknown") != "unknown" and r.get(value) is not None]
+        groups = sorted({r[attribute] for r in known}, key=lambda g: (isinstance(g, str), g))
+        for i, group in enumerate(groups):
+            ys = [float(r[value]) for r in known if r[attribute] == group]
+            ax.scatter([i + 0.08 * (j - (len(ys) - 1) / 2) for j in range(len(ys))], ys, s=14, alpha=0.8)
+            ax.hlines(sum(ys) / len(ys), i - 0.3, i + 0.3, color="black", lw=2)
+        ax.set_xticks(range(len(groups)), [f"{g:.3g}" if isinstance(g, float) else str(g) for g in groups])
+        ax.set_xlim(-0.6, max(len(groups) - 0.4, 0.6))
+        ax.set_title(attribute.replace("_", " "), fontsize=9)
+        ax.axhline(0, color="grey", lw=0.6)
+        ax.grid(alpha=0.3, axis="y")
+        if not groups:
+            ax.text(0.5, 0.5, "unknown for\nevery model", ha="center", va="center", transform=ax.transAxes)
+    axes[0][0].set_ylabel("RankDiff (+: more robust)" if value == "rank_difference" else value)
+    fig.tight_layout()
+    return _png(fig)

@@ -69,3 +69,103 @@ def design_rule_verdicts(rows: Sequence[Mapping[str, Any]], value: str = "rank_d
         else:
             verdicts[rule] = "held" if statistics.fmean(a) > statistics.fmean(b) else "not held"
     return verdicts
+
+
+NOISE_PERTURBATIONS = ("gaussian_noise_pixels", "gaussian_noise_sigma")
+ANALYSED_ATTRIBUTES = ("stem_kernel", "input_size", "global_pool", "pretraining", "min_std")
+
+
+def noise_rows(results: Any) -> list[dict[str, Any]]:
+    """Per (model, dataset, noise placement): accuracy per σ, slope, drop and RankDiff, from stored cells.
+
+    ``results`` is :meth:`robustlab.store.Store.results` (a DataFrame). Noise on native pixels
+    (``gaussian_noise_pixels``, σ = 0 stored as its clean level) and after the resize (``gaussian_noise_sigma``,
+    clean from the ``clean`` cell) are kept apart. RankDiff and the drop are taken at the largest σ that every
+    model of the group was run at, so models swept over different grids are still compared on one level.
+
+    Returns:
+        Dicts with ``model, dataset, noise_at, sigmas, accuracy, clean, top_sigma, noisy, drop, slope,
+        rank_difference`` (RankDiff None for a model alone in its group).
+    """
+    import json
+
+    from robustlab.metrics import rank_difference, robustness_slope
+
+    df = results[(results["metric"] == "accuracy") & (results["split"] == "test")] if len(results) else results
+    rows: list[dict[str, Any]] = []
+    for perturbation in NOISE_PERTURBATIONS:
+        noisy = df[df["perturbation"] == perturbation]
+        for dataset, group in noisy.groupby("dataset", sort=True):
+            per_model: dict[str, dict[float, float]] = {}
+            for r in group.itertuples(index=False):
+                per_model.setdefault(r.model, {})[float(json.loads(r.params_json)["sigma"])] = float(r.value)
+            if perturbation == "gaussian_noise_sigma":
+                clean = df[(df["perturbation"] == "clean") & (df["dataset"] == dataset)]
+                for r in clean.itertuples(index=False):
+                    if r.model in per_model:
+                        per_model[r.model][0.0] = float(r.value)
+            per_model = {m: acc for m, acc in per_model.items() if 0.0 in acc and len(acc) >= 2}
+            if not per_model:
+                continue
+            common = set.intersection(*(set(acc) for acc in per_model.values())) - {0.0}
+            top = max(common) if common else None
+            ranks: dict[str, int] = {}
+            if top is not None and len(per_model) > 1:
+                ranks = rank_difference({m: a[0.0] for m, a in per_model.items()},
+                                        {m: a[top] for m, a in per_model.items()})  # fmt: skip
+            for model, acc in sorted(per_model.items()):
+                sigmas = sorted(acc)
+                level = top if top is not None else sigmas[-1]
+                rows.append({
+                    "model": model, "dataset": dataset,
+                    "noise_at": "pixels" if perturbation == "gaussian_noise_pixels" else "input",
+                    "sigmas": sigmas, "accuracy": [acc[s] for s in sigmas], "clean": acc[0.0], "top_sigma": level,
+                    "noisy": acc[level], "drop": acc[0.0] - acc[level],
+                    "slope": robustness_slope(sigmas, [acc[s] for s in sigmas]), "rank_difference": ranks.get(model),
+                })  # fmt: skip
+    return rows
+
+
+def with_attributes(rows: Sequence[Mapping[str, Any]], attributes: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Join noise rows with each model's :class:`~robustlab.study.attributes.Attributes` (``unknown`` if absent)."""
+    out = []
+    for row in rows:
+        attrs = attributes.get(row["model"])
+        joined = dict(row)
+        for name in (*ANALYSED_ATTRIBUTES, "family", "stem_stride", "antialiased", "num_params"):
+            joined[name] = getattr(attrs, name, "unknown") if attrs is not None else "unknown"
+        out.append(joined)
+    return out
+
+
+def analysis_tables(rows: Sequence[Mapping[str, Any]]) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    """Grouped RankDiff and accuracy-drop statistics per attribute, and the design-rule verdicts, for joined rows.
+
+    Attributes with no known value in ``rows`` are left out of the grouped table.
+    """
+    grouped: list[dict[str, Any]] = []
+    for attribute in ANALYSED_ATTRIBUTES:
+        for value in ("rank_difference", "drop"):
+            try:
+                stats = grouped_stats(rows, attribute, value)
+            except ValueError:
+                continue
+            grouped.extend({**s, "value": value} for s in stats)
+    return grouped, design_rule_verdicts([r for r in rows if r.get("rank_difference") is not None])
+
+
+def write_analysis_csv(rows: Sequence[Mapping[str, Any]], path: Any) -> None:
+    """One row per model: accuracies per σ (``acc@σ`` columns), slope, drop, RankDiff and attributes."""
+    import csv
+    from pathlib import Path
+
+    sigmas = sorted({s for r in rows for s in r["sigmas"]})
+    skip = {"sigmas", "accuracy"}
+    base = [k for k in (rows[0] if rows else {}) if k not in skip]
+    with Path(path).open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=[*base, *(f"acc@{s:g}" for s in sigmas)])
+        writer.writeheader()
+        for r in rows:
+            line = {k: v for k, v in r.items() if k not in skip}
+            line.update({f"acc@{s:g}": a for s, a in zip(r["sigmas"], r["accuracy"], strict=True)})
+            writer.writerow(line)

@@ -332,3 +332,69 @@ def write_attributes_csv(rows: Sequence[Attributes], path: Any) -> None:
 
 def is_finite_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def spec_attributes(spec: str, *, data_dir: Any = None) -> Attributes:
+    """Attributes of any robustlab model spec (``cifar:resnet20``, ``efficientnet_lite0``, ``timm:resnet50``...).
+
+    timm names go through :func:`model_attributes` (meta device, pretrained config). Other specs are built
+    without weights and read from the :class:`~robustlab.models.Classifier`: its network's stem and pooling, and
+    its own input size and normalisation.
+
+    Raises:
+        ValueError: an unknown spec (from ``create_model``).
+    """
+    import torch
+
+    from robustlab.models import create_model
+
+    name = spec.removeprefix("timm:")
+    if spec.startswith("timm:"):
+        return model_attributes(name)
+    with torch.device("cpu"):
+        clf = create_model(spec, pretrained=False, data_dir=data_dir)
+    net = clf.net
+    kernel, stride = stem_geometry(net)
+    config = clf.data_config
+    std = tuple(float(v) for v in config["std"])
+    pool = global_pool_type(net)
+    family = getattr(clf, "family", None) or ("vit" if hasattr(net, "patch_embed") else "cnn")
+    return Attributes(
+        tag=spec,
+        architecture=spec,
+        family=family,
+        stem_kernel=kernel,
+        stem_stride=stride,
+        antialiased=has_antialiasing(net),
+        global_pool=pool if pool != UNKNOWN else _pool_from_forward(net, int(config["input_size"][-1])),
+        input_size=int(config["input_size"][-2]),
+        mean=tuple(float(v) for v in config["mean"]),
+        std=std,
+        min_std=min(std),
+        pretraining=pretraining_source(spec),
+        num_params=sum(p.numel() for p in net.parameters()),
+    )
+
+
+def _pool_from_forward(net: nn.Module, input_size: int) -> str:
+    """Global pooling of networks that pool in code (no pooling module): probed on the head.
+
+    A head that changes when the feature map's positions are shuffled keeps the layout (``"none"``, a flattening
+    head). Otherwise it is ``"avg"`` when it is affine in the features, ``"max"`` when it is not.
+    """
+    import torch
+
+    if not (hasattr(net, "forward_features") and hasattr(net, "forward_head")):
+        return UNKNOWN
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        shape = net.forward_features(torch.zeros(1, 3, input_size, input_size)).shape
+        if len(shape) != 4:
+            return UNKNOWN
+        a, b = torch.randn(shape, generator=gen), torch.randn(shape, generator=gen)
+        head = net.forward_head
+        shuffled = a.flatten(2)[..., torch.randperm(shape[2] * shape[3], generator=gen)].view(shape)
+        if not torch.allclose(head(a), head(shuffled), atol=1e-5):
+            return "none"
+        affine = torch.allclose(head(a + b) + head(torch.zeros(shape)), head(a) + head(b), atol=1e-4)
+    return "avg" if affine else "max"
