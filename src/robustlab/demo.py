@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from robustlab.data import Subset, load_dataset
+from robustlab.data import head, load_dataset
 from robustlab.engine import evaluate, summarize
 from robustlab.models import create_model, save_checkpoint
 from robustlab.report import write_report
@@ -124,10 +124,8 @@ def run_demo(
         save_checkpoint(model, ckpt)
         # the stored name of the model is the checkpoint, so the numbers say which weights made them
         spec = f"file:{ckpt}"
-    if n is not None and n < len(test):
-        test = Subset(test, range(n))
-        # a subset is a different dataset: its cells must not be mistaken for the full set's
-        test.name = f"{test.name}[:{n}]"
+    # a subset is a different dataset ("name[:n]"): its cells must not be mistaken for the full set's
+    test = head(test, n)
 
     suite = "clean,corruptions,noise:sigmas=" + "+".join(f"{v:g}" for v in sigmas)
     config = {"mode": mode, "model": spec, "dataset": test.name, "n": len(test), "suite": suite, "seed": seed,

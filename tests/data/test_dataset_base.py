@@ -96,3 +96,15 @@ def test_preprocess_is_recorded_applied_with_pil_and_replaced_not_composed(rng: 
     assert torch.equal(pre.with_preprocess(None).get_batch([0])[0], ds.get_batch([0])[0])
     # subsets forward it
     assert torch.equal(Subset(ds, [2]).with_preprocess(p).get_batch([0])[0], images[1:])
+
+
+def test_head_names_the_subset_and_keeps_original_indices() -> None:
+    from robustlab.data import head, load_dataset
+
+    digits = load_dataset("digits")
+    first = head(digits, 5)
+    assert len(first) == 5 and first.name == f"{digits.name}[:5]"
+    assert first.original_indices([4]) == [4]
+    assert head(digits, None) is digits and head(digits, len(digits) + 3) is digits
+    with pytest.raises(ValueError, match=">= 1"):
+        head(digits, 0)

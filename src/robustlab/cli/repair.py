@@ -52,7 +52,7 @@ def ar2_command(
     """Repair MODEL against a corruption with AR2 (or --baseline), save it, and evaluate it into the store."""
     import torch
 
-    from robustlab.data import Subset, load_dataset
+    from robustlab.data import head, load_dataset
     from robustlab.engine import evaluate
     from robustlab.methods.ar2 import UNIFIED, AR2Config, check_corruption, repair
     from robustlab.models import create_model
@@ -74,16 +74,8 @@ def ar2_command(
             batch_size=batch_size, seed=seed,
         )  # fmt: skip
         dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        train = load_dataset(data, split="train", data_dir=data_dir)
-        if n_train is not None and n_train < len(train):
-            train = Subset(train, range(n_train))
-            train.name = f"{train.name}[:{n_train}]"
-        test = None
-        if eval_suite != "none":
-            test = load_dataset(data, split="test", data_dir=data_dir)
-            if n_eval is not None and n_eval < len(test):
-                test = Subset(test, range(n_eval))
-                test.name = f"{test.name}[:{n_eval}]"
+        train = head(load_dataset(data, split="train", data_dir=data_dir), n_train)
+        test = None if eval_suite == "none" else head(load_dataset(data, split="test", data_dir=data_dir), n_eval)
         source = create_model(model, class_names=train.class_names, data_dir=data_dir, device=dev)
         run_config = {"model": model, "data": data, "corruption": corruption, "method": method,
                       "n_train": len(train), "eval_suite": eval_suite, "n_eval": None if test is None else len(test),

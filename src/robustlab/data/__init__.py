@@ -17,7 +17,7 @@ from typing import Any
 
 from robustlab._checks import check_severity
 from robustlab._registry import close_matches_message
-from robustlab.data._base import ArrayDataset, Batch, ImageDataset, Subset, fit_to_model, iter_batches
+from robustlab.data._base import ArrayDataset, Batch, ImageDataset, Subset, fit_to_model, head, iter_batches
 from robustlab.data.cifar import (
     CIFAR10_BATCHES,
     CIFAR10_CLASSES,
@@ -52,6 +52,7 @@ __all__ = [
     "Subset",
     "describe_datasets",
     "fit_to_model",
+    "head",
     "download_cifar",
     "iter_batches",
     "list_cifar_c_corruptions",

@@ -211,6 +211,22 @@ class Subset(ImageDataset):
         return Subset(self.dataset.with_preprocess(preprocess), self.indices)
 
 
+def head(dataset: ImageDataset, n: int | None) -> ImageDataset:
+    """The first ``n`` samples as a :class:`Subset` named ``"<name>[:n]"`` (the name the store records), or the
+    dataset itself when ``n`` is None or not smaller than its length.
+
+    Raises:
+        ValueError: ``n`` < 1.
+    """
+    if n is None or n >= len(dataset):
+        return dataset
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    subset = Subset(dataset, range(n))
+    subset.name = f"{dataset.name}[:{n}]"
+    return subset
+
+
 def _identity(batch: Batch) -> Batch:
     return batch
 

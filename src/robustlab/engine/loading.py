@@ -21,7 +21,7 @@ def load_model_and_data(
     Returns:
         ``(classifier, dataset)``.
     """
-    from robustlab.data import Subset, fit_to_model, load_dataset
+    from robustlab.data import fit_to_model, head, load_dataset
     from robustlab.models import create_model
 
     dataset = load_dataset(data, split=split, data_dir=data_dir)
@@ -33,7 +33,4 @@ def load_model_and_data(
         class_names=dataset.class_names if model.startswith("openclip:") else None,
     )
     dataset = fit_to_model(dataset, clf.data_config)
-    if n is not None and n < len(dataset):
-        dataset = Subset(dataset, range(n))
-        dataset.name = f"{dataset.name}[:{n}]"
-    return clf, dataset
+    return clf, head(dataset, n)

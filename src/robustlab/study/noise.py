@@ -157,7 +157,7 @@ def _study_model(
     callback: Callable[[dict[str, Any]], None] | None,
 ) -> tuple[list[float], int]:
     """One model's accuracy per σ (``levels``), written to ``store`` under ``run_id``; returns it and the new cells."""
-    from robustlab.data import Subset, load_dataset
+    from robustlab.data import head, load_dataset
     from robustlab.engine import evaluate
     from robustlab.engine.loading import load_model_and_data
 
@@ -165,10 +165,7 @@ def _study_model(
         spec, data, split=split, n=n, data_dir=data_dir, pretrained=pretrained, device=device
     )
     if noise_at == "pixels":
-        native = load_dataset(data, split=split, data_dir=data_dir)
-        if n is not None and n < len(native):
-            native = Subset(native, range(n))
-            native.name = f"{native.name}[:{n}]"
+        native = head(load_dataset(data, split=split, data_dir=data_dir), n)
         if _needs_resize(native, dataset):
             by_sigma, new = _pixel_noise_sweep(clf, native, spec, levels, store=store, run_id=run_id, seed=seed,
                                                batch_size=batch_size, device=device, callback=callback)  # fmt: skip
