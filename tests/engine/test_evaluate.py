@@ -107,3 +107,17 @@ def test_sequences_measure_flips_and_top5_and_resume(red_vs_blue_model, colour_d
         evaluate(red_vs_blue_model, colour_dataset, "translate", store=store, run_id=run_id, profile="cifar")
         again = evaluate(red_vs_blue_model, colour_dataset, "translate", store=store, run_id=run_id, profile="cifar")
         assert all(c.resumed for c in again) and len(store.results()) == 2
+
+
+def test_resume_reads_cells_stored_without_a_sample_count(tmp_path) -> None:
+    """A cell written with n=None (AR2's held-out rows, user imports) must not break the engine's resume."""
+    from robustlab.data import ArrayDataset
+
+    data = ArrayDataset(torch.rand(4, 3, 8, 8), torch.tensor([0, 1, 0, 1]), class_names=["a", "b"], name="toy")
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(192, 2)).eval()
+    with Store(tmp_path / "r.db") as store:
+        with store.run("earlier") as run_id:
+            store.add_result(run_id, "net", "toy", "accuracy", 0.25)  # no n
+        with store.run("now") as run_id:
+            cells = evaluate(model, data, "clean", store=store, run_id=run_id, model_name="net")
+    assert len(cells) == 1 and cells[0].resumed and cells[0].value == 0.25 and cells[0].n is None

@@ -139,11 +139,8 @@ def evaluate(
 
     done: dict[ResultKey, tuple[float, int | None]] = {}
     if store is not None:
-        existing = store.results(model=name, dataset=dataset.name)
-        for row in existing.itertuples(index=False):
-            key = ResultKey(row.model, row.dataset, row.metric, row.split, row.perturbation, int(row.severity),
-                            row.params_json, int(row.seed))  # fmt: skip
-            done[key] = (float(row.value), None if row.n is None or row.n != row.n else int(row.n))
+        # Store.cells, not a DataFrame: a cell stored without n reads back as None, not pd.NA
+        done = {cell.key: (cell.value, cell.n) for cell in store.cells(model=name, dataset=dataset.name)}
 
     results: list[CellResult] = []
     for group in groups:
