@@ -289,7 +289,7 @@ def test_registry_and_uniform_signature(linear) -> None:
     [
         ({"norm": "linfinity"}, "Unknown norm 'linfinity'. Did you mean 'linf'"),
         ({"norm": 2}, "norm must be one of"),
-        ({"loss": "cw"}, "Unknown loss 'cw'"),
+        ({"loss": "hinge"}, "Unknown loss 'hinge'"),
         ({"eps": -0.1}, "eps must be a finite number >= 0"),
         ({"eps": float("nan")}, "eps must be"),
         ({"steps": 0}, "steps must be an integer >= 1"),

@@ -24,7 +24,7 @@ from __future__ import annotations
 from robustlab.attacks._common import DEFAULT_EPS, LOSSES, NORMS
 from robustlab.attacks._registry import ATTACKS
 from robustlab.attacks.gradient import fgsm, pgd
-from robustlab.attacks.losses import attack_objective, dlr_loss
+from robustlab.attacks.losses import attack_objective, cw_loss, dlr_loss
 from robustlab.attacks.occlusion import patch_corruption_accuracy
 from robustlab.attacks.patch import patch_fool, patch_pixel_mask, select_patches
 from robustlab.attacks.worst_case import AttackSpec, WorstCaseResult, worst_case
@@ -37,6 +37,7 @@ __all__ = [
     "AttackSpec",
     "WorstCaseResult",
     "attack_objective",
+    "cw_loss",
     "dlr_loss",
     "fgsm",
     "list_attacks",

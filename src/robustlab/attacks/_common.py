@@ -22,7 +22,7 @@ from robustlab._registry import close_matches_message
 Generators = torch.Generator | Sequence[torch.Generator] | None
 
 NORMS = ("linf", "l2")
-LOSSES = ("ce", "dlr")
+LOSSES = ("ce", "dlr", "cw")
 
 # literature defaults: eps 8/255 (Madry et al. 2018, RobustBench CIFAR-10 Linf) and 0.5 (RobustBench CIFAR-10 L2)
 DEFAULT_EPS: dict[str, float] = {"linf": 8 / 255, "l2": 0.5}

@@ -185,8 +185,8 @@ def pgd(
         step_size: size of each step; default ``2.5 * eps / steps`` (Madry et al.), which is torchattacks'
             ``alpha = 2/255`` at the default eps 8/255 and 10 steps.
         norm: ``"linf"`` (sign steps, box projection) or ``"l2"`` (normalised steps, ball projection).
-        loss: ``"ce"`` (cross-entropy) or ``"dlr"`` (AutoAttack's scale-invariant margin loss; needs >= 3 classes,
-            >= 4 targeted).
+        loss: ``"ce"`` (cross-entropy), ``"cw"`` (Carlini-Wagner margin, "C&W-inf" PGD) or ``"dlr"`` (AutoAttack's
+            scale-invariant margin loss; needs >= 3 classes, >= 4 targeted).
         targeted: push each image towards ``target_labels`` instead of away from ``labels``.
         target_labels: the target classes, required when ``targeted``.
         random_start: start from a random point of the eps-ball (uniform box for L-inf; Gaussian direction with

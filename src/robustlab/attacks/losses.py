@@ -1,4 +1,4 @@
-"""Attack objectives: cross-entropy and AutoAttack's difference-of-logits-ratio (DLR) margin loss.
+"""Attack objectives: cross-entropy, AutoAttack's difference-of-logits-ratio (DLR) and the C&W margin loss.
 
 Every objective here is *maximised* by the attack. DLR (Croce & Hein 2020, eq. 5 and its targeted form) is
 invariant to shifting and rescaling the logits, so it does not saturate where cross-entropy's gradient vanishes.
@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["attack_objective", "dlr_loss"]
+__all__ = ["attack_objective", "cw_loss", "dlr_loss"]
 
 
 def dlr_loss(logits: Tensor, labels: Tensor, target_labels: Tensor | None = None) -> Tensor:
@@ -48,6 +48,35 @@ def dlr_loss(logits: Tensor, labels: Tensor, target_labels: Tensor | None = None
     return -(true - target) / (ordered[:, -1] - 0.5 * (ordered[:, -3] + ordered[:, -4]) + 1e-12)
 
 
+def cw_loss(logits: Tensor, labels: Tensor, target_labels: Tensor | None = None) -> Tensor:
+    """Per-sample Carlini-Wagner margin loss, the objective of "C&W-inf" PGD (Carlini & Wagner 2017, f_6, kappa=inf).
+
+    Untargeted: ``max_{i != y} z_i - z_y``; targeted: ``z_t - max_{i != t} z_i``. Unlike cross-entropy it does not
+    saturate on confidently classified points, and unlike DLR it is not rescaled. Positive exactly when the image
+    is misclassified (reaches the target).
+
+    Args:
+        logits: model outputs.
+        labels: true classes.
+        target_labels: classes to reach, for the targeted variant.
+
+    Returns:
+        The loss of each sample.
+
+    Shape:
+        logits ``(N, K)``, labels ``(N,)`` -> ``(N,)``.
+
+    Raises:
+        ValueError: fewer than 2 classes.
+    """
+    if logits.ndim != 2 or logits.shape[1] < 2:
+        raise ValueError(f"the C&W margin loss needs logits (N, K) with K >= 2, got shape {tuple(logits.shape)}")
+    anchor = labels if target_labels is None else target_labels
+    own = logits.gather(1, anchor.unsqueeze(1)).squeeze(1)
+    others = logits.scatter(1, anchor.unsqueeze(1), float("-inf")).amax(dim=1)
+    return others - own if target_labels is None else own - others
+
+
 def attack_objective(logits: Tensor, labels: Tensor, loss: str, target_labels: Tensor | None = None) -> Tensor:
     """The scalar an attack maximises: the batch mean of the per-sample objective.
 
@@ -57,7 +86,7 @@ def attack_objective(logits: Tensor, labels: Tensor, loss: str, target_labels: T
     Args:
         logits: model outputs ``(N, K)``.
         labels: true classes ``(N,)``.
-        loss: ``"ce"`` (cross-entropy; targeted: minus the cross-entropy to the target) or ``"dlr"``.
+        loss: ``"ce"`` (cross-entropy; targeted: minus the cross-entropy to the target), ``"dlr"`` or ``"cw"``.
         target_labels: classes to reach ``(N,)`` for a targeted attack.
 
     Returns:
@@ -67,8 +96,10 @@ def attack_objective(logits: Tensor, labels: Tensor, loss: str, target_labels: T
         logits ``(N, K)``, labels and target_labels ``(N,)`` -> ``()``.
 
     Raises:
-        ValueError: DLR with fewer classes than it needs (see :func:`dlr_loss`).
+        ValueError: DLR or C&W with fewer classes than it needs (see :func:`dlr_loss`, :func:`cw_loss`).
     """
+    if loss == "cw":
+        return cw_loss(logits, labels, target_labels).mean()
     if loss == "ce":
         if target_labels is None:
             return F.cross_entropy(logits, labels)

@@ -13,7 +13,9 @@ Format (version 1). A checkpoint records the *architecture spec* it was built fr
 - ``.safetensors``: the state dict as tensors, the rest as JSON under the metadata key ``"robustlab"``.
 
 Loading rebuilds ``arch`` with random weights (``pretrained=False``), loads the state dict strictly and
-restores the pixel contract. Nothing is ever unpickled beyond tensors and plain data.
+restores the pixel contract. An optional ``"a3"`` entry (plain data) records A3 modules attached to the network
+(:func:`robustlab.methods.a3.attach`); they are re-attached before the state dict is loaded. Nothing is ever
+unpickled beyond tensors and plain data.
 """
 
 from __future__ import annotations
@@ -75,6 +77,9 @@ def save_checkpoint(classifier: Classifier, path: str | os.PathLike[str], *, arc
         "interpolation": classifier.interpolation,
         "family": classifier.family,
     }
+    plugin = getattr(classifier.net, "a3", None)  # A3 (seed 002) modules: recorded here, re-attached on load
+    if plugin is not None and hasattr(plugin, "spec"):
+        meta["a3"] = plugin.spec()
     # clone: safetensors refuses tensors that share memory (tied weights), and the file must not alias the
     # model
     state = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in classifier.net.state_dict().items()}
@@ -161,6 +166,10 @@ def load_checkpoint(
     else:
         model = create_model(arch, pretrained=False, class_names=class_names, num_classes=num_classes)
         names = model.class_names
+    if isinstance(meta.get("a3"), Mapping):
+        from robustlab.methods.a3 import attach_from_spec  # lazy: methods import models
+
+        attach_from_spec(model, dict(meta["a3"]))
     load_into(model.net, state, path)
     if "mean" in meta and "std" in meta:
         channels = model.input_size[0]
