@@ -278,3 +278,102 @@ def attack_dataset(
     if not parts:
         raise ValueError("the dataset is empty")
     return AttackOutcome(*(torch.cat(column) for column in zip(*parts, strict=True)))
+
+
+# ----------------------------------------------------------------------------------------------- AFAT (seed 001)
+# Suite entries for AFAT's evaluation:
+# - ``afat_patch:corruptor=PATH,ratio=0.1``: accuracy when a trained patch-corruption model C (saved by
+#   ``robustlab train afat`` as OUT.corruptor.pt) picks the ⌊ρ·N⌋ patches to replace with uniform noise.
+# - ``patch_attention_stability:ratios=0.1,patch=4,layers=0-5``: mean attention cosine (clean vs random
+#   noise-patch occlusion; the same occluded images as the ``occlusion`` accuracy cells), averaged over layers and
+#   heads, plus one ``attention_cosine_layer{i}`` metric per listed layer.
+
+AFAT_TOKENS = ("afat_patch", "patch_attention_stability")
+
+
+def _int_list(text: str, what: str) -> list[int]:
+    if "-" in text:
+        lo, _, hi = text.partition("-")
+        return list(range(int(lo), int(hi) + 1))
+    try:
+        return [int(v) for v in text.split("+") if v.strip()]
+    except ValueError:
+        raise ValueError(f"{what} must be integers joined by '+' or a range like 0-5, got {text!r}") from None
+
+
+def afat_conditions(name: str, options: dict[str, str], image_size: tuple[int, int] | None) -> list[Any]:
+    """Conditions of an ``afat_patch`` / ``patch_attention_stability`` entry (options are consumed).
+
+    Raises:
+        ValueError: a missing or unreadable corruptor, a bad ratio, patch size or layer list.
+    """
+    from pathlib import Path
+
+    from robustlab.engine.suite import Condition, _floats
+
+    if name == "afat_patch":
+        path = options.pop("corruptor", None)
+        if not path:
+            raise ValueError("afat_patch needs corruptor=PATH (robustlab train afat writes OUT.corruptor.pt)")
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"afat_patch: no corruptor file at {path}")
+        ratio = _floats(options.pop("ratio", "0.1"), "ratio")[0]
+        if not 0 < ratio < 1:
+            raise ValueError(f"afat_patch ratio must lie in (0, 1), got {ratio}")
+        params = {"ratio": ratio, "corruptor": str(path)}
+        return [Condition("afat_patch", 0, params, True, None, ("accuracy",), _afat_patch_measure(str(path), ratio))]
+    ratios = _floats(options.pop("ratios", "0.1"), "ratios")
+    default_patch = 4 if image_size is not None and min(image_size) < 64 else 16
+    patch = int(options.pop("patch", default_patch))
+    layers = _int_list(options.pop("layers"), "layers") if "layers" in options else []
+    if any(r < 0 or r > 1 for r in ratios) or patch < 1 or any(i < 0 for i in layers):
+        raise ValueError(f"patch_attention_stability: ratios in [0, 1], patch >= 1, layers >= 0; got "
+                         f"{ratios}, {patch}, {layers}")  # fmt: skip
+    metrics = ("attention_cosine", *(f"attention_cosine_layer{i}" for i in layers))
+    return [Condition("patch_occlusion_attention", 0, {"ratio": r, "patch_size": patch, "layers": list(layers)}, True,
+                      None, metrics, _patch_attention_measure(r, patch, layers)) for r in ratios]  # fmt: skip
+
+
+def _afat_patch_measure(path: str, ratio: float) -> Callable[..., Tensor]:
+    corruptors: dict[str, Any] = {}
+
+    def measure(model: nn.Module, images: Tensor, labels: Tensor, indices: Tensor, seed: int) -> Tensor:
+        from robustlab.methods.afat import corrupt_patches, keep_mask, load_corruptor
+
+        if "c" not in corruptors:
+            corruptors["c"] = load_corruptor(path)
+        corruptor = corruptors["c"].to(images.device)
+        if corruptor.patch_size * corruptor.grid[0] != images.shape[-2]:
+            raise ValueError(f"afat_patch: the corruptor in {path} is for {corruptor.patch_size * corruptor.grid[0]} "
+                             f"px images, these are {images.shape[-2]} px")  # fmt: skip
+        normalize = getattr(model, "normalize", lambda x: x)
+        with torch.no_grad():
+            keep = keep_mask(corruptor(normalize(images)).float(), ratio)
+            gens = rng.sample_generators(seed, indices, "afat_patch", ratio)
+            corrupted = corrupt_patches(images, keep.to(images.dtype), corruptor.patch_size, generator=gens)
+            correct = (model(corrupted).argmax(dim=1) == labels).sum()
+        return correct.double().view(1)
+
+    return measure
+
+
+def _patch_attention_measure(ratio: float, patch: int, layers: list[int]) -> Callable[..., Tensor]:
+    def measure(model: nn.Module, images: Tensor, labels: Tensor, indices: Tensor, seed: int) -> Tensor:
+        from robustlab import explain
+        from robustlab.perturb.occlusion import patch_occlusion
+
+        gens = rng.sample_generators(seed, indices, "patch_occlusion", ratio, patch)  # the occlusion cells' images
+        with torch.no_grad():
+            occluded = patch_occlusion(images, ratio, patch_size=patch, generator=gens)[0]
+        cosine = explain.attention_stability(model, images, occluded).detach()  # (N, L, heads)
+        if layers and max(layers) >= cosine.shape[1]:
+            raise ValueError(f"patch_attention_stability: layer {max(layers)} requested, the model has "
+                             f"{cosine.shape[1]} blocks")  # fmt: skip
+        per_layer = cosine.mean(dim=2)
+        sums = [cosine.flatten(1).mean(dim=1).sum()] + [per_layer[:, i].sum() for i in layers]
+        return torch.stack(sums).double()
+
+    return measure
+
+
+# ------------------------------------------------------------------------------------------- end of AFAT block

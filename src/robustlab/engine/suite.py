@@ -16,6 +16,9 @@ ranges written ``1-5``, fractions ``8/255``. Tokens:
   ``eps``): clean and robust accuracy and attack success rate per setting (see :mod:`robustlab.engine.measures`).
 - ``cam_stability`` / ``attention_stability``: mean cosine similarity between clean and corrupted explanations,
   per corruption and severity (options ``corruptions=fog+snow``, ``severities``, ``method=cam|grad_cam``).
+- ``afat_patch:corruptor=PATH,ratio=0.1``: accuracy when a trained AFAT corruption model picks the noise patches;
+  ``patch_attention_stability:ratios=0.1,patch=4,layers=0-5``: attention cosine under random noise patches, overall
+  and per layer (seed 001; see :mod:`robustlab.engine.measures`).
 
 Each condition is one store cell family (perturbation, severity, params); conditions of a group share one pass over
 the data (a corruption's five severities, the noise levels), so a killed run resumes at group granularity at worst.
@@ -34,7 +37,13 @@ from torch import Tensor, nn
 
 from robustlab import rng
 from robustlab._registry import close_matches_message
-from robustlab.engine.measures import attack_conditions, attack_names, stability_conditions
+from robustlab.engine.measures import (
+    AFAT_TOKENS,
+    afat_conditions,
+    attack_conditions,
+    attack_names,
+    stability_conditions,
+)
 from robustlab.perturb import (
     ALL_CORRUPTIONS,
     NOISE_SEQUENCES,
@@ -359,8 +368,10 @@ def build_suite(
         elif name in ("cam_stability", "attention_stability"):
             for group_name, conditions in stability_conditions(name, options, prof):
                 add(group_name, conditions)
+        elif name in AFAT_TOKENS:  # AFAT (seed 001): see the AFAT block of robustlab.engine.measures
+            add(name, afat_conditions(name, options, image_size))
         else:
-            known = list(SUITE_TOKENS) + list(ALL_CORRUPTIONS) + list(SEQUENCES) + attack_names()
+            known = list(SUITE_TOKENS) + list(AFAT_TOKENS) + list(ALL_CORRUPTIONS) + list(SEQUENCES) + attack_names()
             raise ValueError(close_matches_message("suite entry", name, known))
         if options:
             raise ValueError(f"unknown option(s) {sorted(options)} for suite entry {name!r}")

@@ -1,0 +1,578 @@
+"""AFAT (seed 001): adversarial feature alignment for vision transformers.
+
+A small *patch-corruption model* C scores the patches of each image; the ⌊ρ·N⌋ lowest-scoring patches are
+replaced by uniform noise, ``x̂ = M ⊙ x + (1 − M) ⊙ δ``. The classifier F is trained on
+
+    CE(F(x), y) + λ · L_align(x, x̂),     L_align = mean over blocks of MSE(F_l(x), F_l(x̂)),
+
+while C is trained to *maximise* λ · L_align (Alg. 1: F descends, C ascends), so the corruptions always hit the
+patches that currently disturb the intermediate attention layers the most.
+
+How this module maps the paper onto robustlab:
+
+- :class:`AFATLoss` is a ``loss_fn`` for :func:`robustlab.train.fit`; fit stays generic. C and its own optimiser
+  (SGD, lr 1e-4, momentum 0.9, Nesterov, weight decay 0.05) live in the loss object. C's forward runs on a
+  detached *copy* of its weights, and a hook on those copies receives C's gradient during fit's single backward
+  pass; the hook negates it, clips its norm to 5 and steps C's optimiser. That is Alg. 1 exactly — both updates
+  use the gradients of the same forward — without a second backward pass and without fit knowing about C.
+- Binarisation (:func:`keep_mask`): a hard top-k, occluding exactly ``⌊ρ·N + 1e-9⌋`` patches per image (the
+  epsilon only absorbs float error, e.g. 0.29·100). The reference code thresholds at ``torch.quantile(scores, ρ)``,
+  which occludes ``⌊ρ·(N − 1)⌋ + 1`` patches for non-integer ``ρ·(N − 1)`` (20 instead of 19 at N = 196); a hard
+  top-k is also exact under ties. Backward is straight-through with the incoming gradient clipped to [−1, 1].
+- Noise δ ~ U[0, 1] is drawn in **pixel space** (robustlab's image contract). The reference code draws it in the
+  model's *normalised* space, i.e. pixels ``mean + std · U[0, 1]``; ``noise_space="normalized"`` reproduces that.
+- C reads the model's normalised input (what the reference's C sees) and has no bias anywhere.
+- Ablations (paper, Tables 4–6): ``selection="random"`` (random patches, no C), ``occlusion="drop"`` (PatchDrop:
+  the occluded tokens are removed from the sequence and the alignment runs over the kept tokens; timm ViTs only),
+  ``objective="ce"`` (C maximises λ · CE(F(x̂), y) instead of λ · L_align), ``detach_clean=True`` (the clean
+  features are a fixed target).
+
+Limits: the noise of step ``t`` comes from a generator seeded by ``(seed, t)``, and C's state is not part of fit's
+checkpoint, so a resumed AFAT run restarts C (its weights can be saved with :func:`save_corruptor`). Under fp16
+autocast C's gradient carries fit's loss scale; the norm clip then bounds the step, but the step size differs from
+full precision (bf16, robustlab's default on GPUs, has no loss scale). Under torchrun every rank keeps its own C,
+and the PatchDrop ablation (which runs the blocks itself, outside the DDP wrapper) is single-process only.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from robustlab import rng
+from robustlab.data._base import ImageDataset
+from robustlab.methods._registry import METHODS
+from robustlab.models.classifier import Classifier
+from robustlab.models.probes import _vit_parts
+from robustlab.train.fit import Callback, FitResult, fit
+
+__all__ = [
+    "AFATConfig",
+    "AFATLoss",
+    "AFATResult",
+    "PatchCorruptor",
+    "alignment_loss",
+    "block_outputs",
+    "corrupt_patches",
+    "keep_mask",
+    "load_corruptor",
+    "occluded_count",
+    "patch_geometry",
+    "save_corruptor",
+    "train_afat",
+]
+
+SELECTIONS = ("learned", "random")
+OCCLUSIONS = ("noise", "drop")
+OBJECTIVES = ("align", "ce")
+NOISE_SPACES = ("pixel", "normalized")
+
+
+@dataclass
+class AFATConfig:
+    """Settings of AFAT; defaults are the paper's (seed 001, section 4 and Fig. 6)."""
+
+    rho: float = 0.1
+    """Occlusion ratio ρ: the fraction of patches C occludes per image, in (0, 1)."""
+    lam: float = 5e-3
+    """Weight λ of the alignment loss (>= 0); 0 is plain cross-entropy training."""
+    selection: str = "learned"
+    """``"learned"`` (the corruption model C) or ``"random"`` (ablation: uniformly random patches)."""
+    occlusion: str = "noise"
+    """``"noise"`` (replace patches by uniform noise) or ``"drop"`` (ablation: PatchDrop, remove their tokens)."""
+    objective: str = "align"
+    """What C maximises: ``"align"`` (λ · L_align) or ``"ce"`` (ablation: λ · CE on the corrupted images)."""
+    noise_space: str = "pixel"
+    """``"pixel"``: δ ~ U[0, 1] pixels; ``"normalized"``: δ ~ U[0, 1] after normalisation (the reference code)."""
+    detach_clean: bool = False
+    """Treat the clean block outputs as a constant target (ablation; the paper back-propagates through both)."""
+    adversary_lr: float = 1e-4
+    """Learning rate of C's SGD (constant)."""
+    adversary_momentum: float = 0.9
+    """Nesterov momentum of C's SGD."""
+    adversary_weight_decay: float = 0.05
+    """Weight decay of C's SGD."""
+    adversary_clip: float = 5.0
+    """Norm to which C's gradient is clipped before its ascent step."""
+    seed: int = 0
+    """Seed of C's initial weights and of the per-step noise / random patches."""
+
+    def __post_init__(self) -> None:
+        if isinstance(self.rho, bool) or not isinstance(self.rho, (int, float)) or not 0.0 < self.rho < 1.0:
+            raise ValueError(f"rho (--rho) must be a fraction of patches in (0, 1), e.g. 0.1; got {self.rho!r}")
+        if (
+            isinstance(self.lam, bool)
+            or not isinstance(self.lam, (int, float))
+            or not (math.isfinite(self.lam) and self.lam >= 0)
+        ):
+            raise ValueError(f"lam (--lam) must be a finite number >= 0 (paper: 0.005); got {self.lam!r}")
+        for name, allowed in (("selection", SELECTIONS), ("occlusion", OCCLUSIONS), ("objective", OBJECTIVES),
+                              ("noise_space", NOISE_SPACES)):  # fmt: skip
+            value = getattr(self, name)
+            if value not in allowed:
+                raise ValueError(f"{name} (--{name.replace('_', '-')}) must be one of {', '.join(allowed)}; "
+                                 f"got {value!r}")  # fmt: skip
+        if self.selection == "random" and self.objective != "align":
+            raise ValueError("objective='ce' trains C; it cannot be combined with selection='random'")
+        for name in ("adversary_lr", "adversary_momentum", "adversary_weight_decay", "adversary_clip"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+        if self.adversary_clip == 0:
+            raise ValueError("adversary_clip must be > 0 (the norm C's gradient is clipped to)")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# --------------------------------------------------------------------------------------------------------- geometry
+
+
+def _classifier(model: nn.Module) -> Classifier:
+    inner = getattr(model, "module", model)  # DDP wrapper -> the classifier
+    if not isinstance(inner, Classifier):
+        raise ValueError(f"AFAT needs a robustlab Classifier (from create_model), got {type(inner).__name__}")
+    return inner
+
+
+def patch_geometry(model: nn.Module) -> tuple[int, tuple[int, int]]:
+    """The patch size and token grid of a ViT classifier, read from the model.
+
+    Returns:
+        ``(patch_size, (h, w))``, e.g. ``(4, (8, 8))`` for ``cifar:vit_tiny_patch4``.
+
+    Raises:
+        ValueError: not a Classifier, not a vision transformer, or an input size the grid does not divide.
+    """
+    clf = _classifier(model)
+    try:
+        parts = _vit_parts(clf)
+    except ValueError as e:
+        raise ValueError(f"AFAT trains vision transformers (timm ViTs, cifar:vit_tiny_patch4): {e}") from None
+    height, width = clf.input_size[1:]
+    grid = parts.grid
+    if height % grid[0] or width % grid[1] or height // grid[0] != width // grid[1]:
+        raise ValueError(f"{clf.name}: input {height}x{width} is not a grid of {grid} square patches")
+    return height // grid[0], grid
+
+
+def occluded_count(rho: float, patches: int) -> int:
+    """How many of ``patches`` patches AFAT occludes at ratio ``rho``: ``⌊ρ · N⌋`` (see the module docstring).
+
+    Raises:
+        ValueError: the count is 0 (ρ too small for this grid).
+    """
+    count = math.floor(rho * patches + 1e-9)
+    if count < 1:
+        raise ValueError(f"rho={rho} occludes no patch of {patches}; use rho >= {1 / patches:.4g} for this model")
+    return count
+
+
+# ------------------------------------------------------------------------------------------------ corruption model
+
+
+class PatchCorruptor(nn.Module):
+    """C (eq. 2): conv (kernel = stride = patch, C → 1, no bias) → GELU → linear over the N patch scores (no bias).
+
+    Args:
+        patch_size: side of the model's square patches.
+        grid: ``(h, w)`` token grid; N = h · w.
+        channels: image channels.
+        generator: draws the initial weights (PyTorch's default ranges), so C does not touch the global RNG.
+
+    Shape:
+        normalised images ``(B, channels, h·p, w·p)`` -> scores ``(B, N)``; higher = keep.
+    """
+
+    def __init__(
+        self, patch_size: int, grid: tuple[int, int], channels: int = 3, *, generator: torch.Generator | None = None
+    ) -> None:
+        super().__init__()
+        self.patch_size, self.grid = int(patch_size), (int(grid[0]), int(grid[1]))
+        patches = self.grid[0] * self.grid[1]
+        # skip_init: the default initialisation would draw from the global RNG; ours comes from ``generator``
+        self.conv = nn.utils.skip_init(nn.Conv2d, channels, 1, kernel_size=patch_size, stride=patch_size, bias=False)
+        self.linear = nn.utils.skip_init(nn.Linear, patches, patches, bias=False)
+        with torch.no_grad():  # the bounds nn.Conv2d / nn.Linear use by default (kaiming uniform, a = sqrt(5))
+            for weight, fan_in in ((self.conv.weight, channels * patch_size**2), (self.linear.weight, patches)):
+                bound = 1.0 / math.sqrt(fan_in)
+                weight.copy_(torch.rand(weight.shape, generator=generator) * 2 * bound - bound)
+
+    @property
+    def num_patches(self) -> int:
+        return self.grid[0] * self.grid[1]
+
+    def forward(self, images: Tensor) -> Tensor:
+        return self.linear(F.gelu(self.conv(images)).flatten(1))
+
+
+class _KeepTopSTE(torch.autograd.Function):
+    """Hard top-k keep mask; backward passes the gradient straight through, clipped to [−1, 1]."""
+
+    @staticmethod
+    def forward(ctx: Any, scores: Tensor, occluded: int) -> Tensor:
+        lowest = scores.topk(occluded, dim=1, largest=False).indices
+        return torch.ones_like(scores).scatter_(1, lowest, 0.0)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
+        return grad.clamp(-1.0, 1.0), None
+
+
+def keep_mask(scores: Tensor, rho: float) -> Tensor:
+    """Binarise patch scores: keep 1 for all but the ``⌊ρ·N⌋`` lowest-scoring patches of each row, which get 0.
+
+    Differentiable by a straight-through estimator whose gradient is clipped to [−1, 1] (Hubara et al., 2016).
+
+    Args:
+        scores: patch scores, higher = keep.
+        rho: occlusion ratio in (0, 1).
+
+    Returns:
+        The keep mask M (1 = keep, 0 = occlude), same dtype and device as ``scores``.
+
+    Shape:
+        ``(B, N)`` -> ``(B, N)``.
+
+    Raises:
+        ValueError: ``scores`` not 2-D floating point, or ``rho`` that occludes nothing.
+    """
+    if not isinstance(scores, Tensor) or scores.ndim != 2 or not scores.is_floating_point():
+        raise ValueError(f"scores must be a float tensor (B, N), got {getattr(scores, 'shape', type(scores))}")
+    return _KeepTopSTE.apply(scores, occluded_count(rho, scores.shape[1]))
+
+
+def corrupt_patches(
+    images: Tensor,
+    keep: Tensor,
+    patch_size: int,
+    *,
+    fill: str = "pixel",
+    mean: Tensor | None = None,
+    std: Tensor | None = None,
+    generator: torch.Generator | Sequence[torch.Generator] | None = None,
+) -> Tensor:
+    """``x̂ = M ⊙ x + (1 − M) ⊙ δ`` with the per-patch mask expanded to pixels (eq. 1); gradients reach ``keep``.
+
+    Args:
+        images: clean pixels in [0, 1].
+        keep: per-patch keep mask (1 keep, 0 occlude), row-major over the patch grid; may carry a gradient.
+        patch_size: side p of the square patches.
+        fill: ``"pixel"`` (δ ~ U[0, 1] pixels) or ``"normalized"`` (δ ~ U[0, 1] in normalised space, i.e. pixels
+            ``mean + std · U[0, 1]``, as the reference code).
+        mean, std: the model's normalisation (per channel), needed for ``fill="normalized"``.
+        generator: draws δ (on the CPU, so values do not depend on the device); one per sample makes a sample's
+            noise independent of its batch.
+
+    Returns:
+        Corrupted pixels, same shape, dtype and device as ``images``.
+
+    Shape:
+        images ``(B, C, H, W)``, keep ``(B, (H/p)·(W/p))`` -> ``(B, C, H, W)``.
+    """
+    b, c, height, width = images.shape
+    grid = (height // patch_size, width // patch_size)
+    if keep.shape != (b, grid[0] * grid[1]):
+        raise ValueError(f"keep must have shape (B, patches) = {(b, grid[0] * grid[1])}, got {tuple(keep.shape)}")
+    noise = rng.rand(images.shape, generator=generator, device=images.device, dtype=images.dtype)
+    if fill == "normalized":
+        if mean is None or std is None:
+            raise ValueError("fill='normalized' needs the model's mean and std")
+        noise = mean.view(1, -1, 1, 1).to(noise) + std.view(1, -1, 1, 1).to(noise) * noise
+    elif fill != "pixel":
+        raise ValueError(f"fill must be 'pixel' or 'normalized', got {fill!r}")
+    pixels = keep.view(b, 1, *grid).repeat_interleave(patch_size, dim=2).repeat_interleave(patch_size, dim=3)
+    pixels = pixels.to(images.dtype)
+    return pixels * images + (1 - pixels) * noise
+
+
+# --------------------------------------------------------------------------------------------------- features, loss
+
+
+def block_outputs(model: nn.Module, images: Tensor) -> tuple[Tensor, list[Tensor]]:
+    """Logits and every transformer block's output tokens from one forward (batch first, prefix tokens included).
+
+    Lighter than :func:`robustlab.models.vit_probe`: attention stays fused and is not captured. ``model`` may be
+    a DDP wrapper around a Classifier; the forward goes through the wrapper so gradients are synchronised.
+
+    Shape:
+        images ``(B, C, H, W)`` -> logits ``(B, K)``, tokens ``[(B, T, D)] * blocks``.
+    """
+    parts = _vit_parts(_classifier(model))
+    outputs: list[Tensor] = []
+
+    def keep(module: nn.Module, args: tuple[Any, ...], output: Tensor) -> None:
+        outputs.append(output if parts.batch_first else output.transpose(0, 1))
+
+    handles = [block.register_forward_hook(keep) for block in parts.blocks]
+    try:
+        logits = model(images)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return logits, outputs
+
+
+def alignment_loss(clean: list[Tensor], corrupted: list[Tensor], *, detach_clean: bool = False) -> Tensor:
+    """L_align (eq. 2): the mean over blocks of the element-wise MSE between clean and corrupted block outputs.
+
+    Shape:
+        two lists of ``(B, T, D)`` -> ``()``.
+    """
+    if len(clean) != len(corrupted) or not clean:
+        raise ValueError(f"need the same, non-zero number of blocks, got {len(clean)} and {len(corrupted)}")
+    terms = [F.mse_loss(hat.float(), (ref.detach() if detach_clean else ref).float())
+             for ref, hat in zip(clean, corrupted, strict=True)]  # fmt: skip
+    return torch.stack(terms).mean()
+
+
+def _dropped_block_outputs(clf: Classifier, images: Tensor, keep: Tensor) -> list[Tensor]:
+    """PatchDrop: run a timm ViT on the prefix tokens plus the kept patch tokens only.
+
+    The kept tokens are multiplied by their keep values (all 1) so the straight-through gradient reaches C.
+    """
+    net = clf.net
+    tokens = net._pos_embed(net.patch_embed(clf.normalize(images)))
+    prefix = int(net.num_prefix_tokens)
+    kept = _kept_indices(keep)
+    weights = keep.gather(1, kept).to(tokens.dtype).unsqueeze(-1)
+    patches = tokens[:, prefix:].gather(1, kept.unsqueeze(-1).expand(-1, -1, tokens.shape[-1])) * weights
+    x = net.norm_pre(net.patch_drop(torch.cat([tokens[:, :prefix], patches], dim=1)))
+    outputs = []
+    for block in net.blocks:
+        x = block(x)
+        outputs.append(x)
+    return outputs
+
+
+def _kept_indices(keep: Tensor) -> Tensor:
+    """Indices of the kept patches of each row, in grid order (every row keeps the same number)."""
+    count = int(keep[0].detach().sum().round())
+    return keep.detach().argsort(dim=1, descending=True, stable=True)[:, :count].sort(dim=1).values
+
+
+# ------------------------------------------------------------------------------------------------------------ loss
+
+
+class AFATLoss:
+    """The AFAT objective as a ``loss_fn`` for :func:`robustlab.train.fit`, holding C and C's optimiser.
+
+    ``loss_fn(model, images, labels)`` returns ``(CE(F(x), y) + λ · L_align, clean logits)``; when fit back-
+    propagates that loss, C takes its ascent step from the same gradients (see the module docstring). With
+    ``lam == 0`` it is exactly :func:`robustlab.train.fit`'s default cross-entropy (no corrupted forward).
+
+    Attributes:
+        config: the :class:`AFATConfig`.
+        corruptor: C, created on the first call from the model's patch grid (or passed in).
+        optimizer: C's SGD.
+        steps: calls so far (the noise of call ``t`` is seeded by ``(seed, t)``).
+        align_history: L_align of every call, as floats.
+        adversary_steps: ascent steps C has taken.
+
+    Example:
+        >>> afat = AFATLoss(AFATConfig(rho=0.1, lam=5e-3))
+        >>> fit(model, train, epochs=10, lr=1e-3, optimizer="adamw", loss_fn=afat)  # doctest: +SKIP
+    """
+
+    def __init__(self, config: AFATConfig | None = None, *, corruptor: PatchCorruptor | None = None) -> None:
+        self.config = config or AFATConfig()
+        self.corruptor = corruptor
+        self.optimizer: torch.optim.Optimizer | None = None
+        self.steps = 0
+        self.adversary_steps = 0
+        self.align_history: list[float] = []
+        if corruptor is not None:
+            self._make_optimizer()
+
+    def _make_optimizer(self) -> None:
+        cfg = self.config
+        assert self.corruptor is not None
+        self.optimizer = torch.optim.SGD(
+            self.corruptor.parameters(), lr=cfg.adversary_lr, momentum=cfg.adversary_momentum, nesterov=True,
+            weight_decay=cfg.adversary_weight_decay,
+        )  # fmt: skip
+
+    def prepare(self, model: nn.Module) -> PatchCorruptor:
+        """Check the model and build (or check) C for its patch grid; called by the first ``__call__``.
+
+        Raises:
+            ValueError: a non-ViT model, a grid that ρ leaves without occluded patches, a C of another grid,
+                or PatchDrop on a model that is not a timm VisionTransformer.
+        """
+        clf = _classifier(model)
+        patch, grid = patch_geometry(clf)
+        occluded_count(self.config.rho, grid[0] * grid[1])
+        if self.config.occlusion == "drop" and not callable(getattr(clf.net, "_pos_embed", None)):
+            raise ValueError(f"occlusion='drop' (PatchDrop) needs a timm VisionTransformer; {clf.name} is not one")
+        if self.corruptor is None:
+            generator = rng.make_generator(self.config.seed, "afat_corruptor")
+            self.corruptor = PatchCorruptor(patch, grid, clf.input_size[0], generator=generator)
+            self._make_optimizer()
+        elif (self.corruptor.patch_size, self.corruptor.grid) != (patch, grid):
+            raise ValueError(f"the corruptor was built for patch {self.corruptor.patch_size} and grid "
+                             f"{self.corruptor.grid}, but {clf.name} has patch {patch} and grid {grid}")  # fmt: skip
+        self.corruptor.to(clf.device)
+        return self.corruptor
+
+    def __call__(self, model: nn.Module, images: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
+        cfg = self.config
+        if cfg.lam == 0:
+            logits = model(images)
+            return F.cross_entropy(logits, labels), logits
+        clf = _classifier(model)
+        corruptor = self.prepare(clf) if self.corruptor is None or self.steps == 0 else self.corruptor
+        generator = rng.make_generator(cfg.seed, "afat_step", self.steps)
+        self.steps += 1
+        n = len(images)
+
+        copies: list[Tensor] = []
+        if cfg.selection == "learned":
+            # C runs on copies of its weights: fit's backward fills the copies' gradients (caught by the hook
+            # below) and C's in-place update can never clash with tensors saved for that backward
+            copies = [p.detach().clone().requires_grad_() for p in corruptor.parameters()]
+            names = [name for name, _ in corruptor.named_parameters()]
+            scores = torch.func.functional_call(
+                corruptor, dict(zip(names, copies, strict=True)), (clf.normalize(images),)
+            )
+        else:
+            scores = rng.rand((n, corruptor.num_patches), generator=generator, device=images.device)
+        keep = keep_mask(scores.float(), cfg.rho)
+
+        if cfg.occlusion == "drop":
+            logits, clean = block_outputs(model, images)
+            kept = _kept_indices(keep)
+            prefix = int(clf.net.num_prefix_tokens)
+            index = torch.cat([torch.arange(prefix, device=kept.device).expand(n, -1), kept + prefix], dim=1)
+            clean = [t.gather(1, index.unsqueeze(-1).expand(-1, -1, t.shape[-1])) for t in clean]
+            corrupted = _dropped_block_outputs(clf, images, keep)
+            corrupted_logits = None
+        else:
+            fill = corrupt_patches(images, keep, corruptor.patch_size, fill=cfg.noise_space, mean=clf.mean,
+                                   std=clf.std, generator=generator)  # fmt: skip
+            both, outputs = block_outputs(model, torch.cat([images, fill]))
+            logits, corrupted_logits = both[:n], both[n:]
+            clean, corrupted = [t[:n] for t in outputs], [t[n:] for t in outputs]
+        align = alignment_loss(clean, corrupted, detach_clean=cfg.detach_clean)
+        loss = F.cross_entropy(logits, labels) + cfg.lam * align
+        self.align_history.append(float(align.detach()))
+
+        if copies and torch.is_grad_enabled():
+            if cfg.objective == "align":
+                # d loss / d C = λ · d L_align / d C (the clean CE does not depend on C): Alg. 1, line 8
+                torch.autograd.graph.register_multi_grad_hook(copies, self._ascend)
+            else:
+                if corrupted_logits is None:
+                    corrupted_logits = _classifier_head_logits(clf, corrupted)
+                adversary = cfg.lam * F.cross_entropy(corrupted_logits, labels)
+                self._ascend(torch.autograd.grad(adversary, copies, retain_graph=True, allow_unused=True))
+        return loss, logits
+
+    def _ascend(self, grads: Any) -> None:
+        """One ascent step of C: negate its gradient, clip the norm, step C's SGD."""
+        assert self.corruptor is not None and self.optimizer is not None
+        params = list(self.corruptor.parameters())
+        if any(g is not None and not torch.isfinite(g).all() for g in grads):
+            return  # an fp16 overflow step, which fit's GradScaler skips too
+        for p, g in zip(params, grads, strict=True):
+            p.grad = None if g is None else -g.detach().to(p.dtype)
+        nn.utils.clip_grad_norm_(params, self.config.adversary_clip)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.adversary_steps += 1
+
+
+def _classifier_head_logits(clf: Classifier, tokens: list[Tensor]) -> Tensor:
+    """Logits of a timm ViT from its last block's tokens (the PatchDrop path runs the blocks itself)."""
+    return clf.net.forward_head(clf.net.norm(tokens[-1]))
+
+
+# ------------------------------------------------------------------------------------------------- save and train
+
+
+def save_corruptor(corruptor: PatchCorruptor, path: str | os.PathLike[str]) -> None:
+    """Write C's weights and geometry to ``path`` (a torch file readable with ``weights_only=True``)."""
+    torch.save({"patch_size": corruptor.patch_size, "grid": list(corruptor.grid),
+                "channels": corruptor.conv.in_channels,
+                "state_dict": {k: v.detach().cpu() for k, v in corruptor.state_dict().items()}}, path)  # fmt: skip
+
+
+def load_corruptor(path: str | os.PathLike[str]) -> PatchCorruptor:
+    """Read a C written by :func:`save_corruptor`.
+
+    Raises:
+        FileNotFoundError: no such file.
+    """
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"no corruptor at {path} (robustlab train afat writes OUT.corruptor.pt)")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    corruptor = PatchCorruptor(state["patch_size"], tuple(state["grid"]), state["channels"])
+    corruptor.load_state_dict(state["state_dict"])
+    return corruptor
+
+
+@dataclass
+class AFATResult:
+    """What :func:`train_afat` did."""
+
+    fit: FitResult
+    """The training loop's result (epochs, steps, per-epoch history)."""
+    corruptor: PatchCorruptor | None
+    """The trained C (None when ``lam == 0``, which builds no C)."""
+    config: AFATConfig
+    """The settings used."""
+    align_history: list[float] = field(default_factory=list)
+    """L_align of every training step."""
+    adversary_steps: int = 0
+    """Ascent steps C took."""
+
+
+@METHODS.register(name="afat")
+def train_afat(
+    model: Classifier,
+    train_data: ImageDataset,
+    *,
+    config: AFATConfig | None = None,
+    epochs: int,
+    lr: float,
+    callback: Callback | None = None,
+    **fit_kwargs: Any,
+) -> AFATResult:
+    """Train a vision transformer with AFAT on :func:`robustlab.train.fit`.
+
+    Args:
+        model: a ViT classifier (any timm ViT, ``cifar:vit_tiny_patch4``); trained in place.
+        train_data: training samples.
+        config: AFAT's settings (default: the paper's ρ = 0.1, λ = 5e-3).
+        epochs, lr, callback: as :func:`robustlab.train.fit`.
+        **fit_kwargs: any other argument of :func:`robustlab.train.fit` (``optimizer``, ``augment``,
+            ``checkpoint``, ``val_data`` ...) except ``loss_fn``.
+
+    Returns:
+        An :class:`AFATResult`.
+
+    Shape:
+        as :func:`robustlab.train.fit`; images ``(B, C, H, W)`` at the model's input size.
+
+    Raises:
+        ValueError: bad settings, a non-ViT model, or anything :func:`robustlab.train.fit` refuses.
+
+    Example:
+        >>> result = train_afat(create_model("cifar:vit_tiny_patch4", pretrained=False), train,
+        ...                     config=AFATConfig(rho=0.1, lam=5e-3), epochs=100, lr=5e-4,
+        ...                     optimizer="adamw", weight_decay=0.05)  # doctest: +SKIP
+    """
+    if "loss_fn" in fit_kwargs:
+        raise ValueError("train_afat builds its own loss_fn; use AFATLoss with robustlab.train.fit to combine")
+    config = config or AFATConfig()
+    loss = AFATLoss(config)
+    loss.prepare(model)
+    result = fit(model, train_data, epochs=epochs, lr=lr, loss_fn=loss, callback=callback, **fit_kwargs)
+    corruptor = loss.corruptor if config.lam > 0 else None
+    return AFATResult(result, corruptor, config, loss.align_history, loss.adversary_steps)
