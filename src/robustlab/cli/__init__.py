@@ -18,6 +18,9 @@ from robustlab.cli import report as _report  # noqa: E402,F401
 from robustlab.cli import results as _results  # noqa: E402,F401
 from robustlab.cli import study as _study  # noqa: E402,F401
 from robustlab.cli import train as _train  # noqa: E402,F401
+from robustlab.cli import train_a3 as _train_a3  # noqa: E402,F401
+from robustlab.cli import train_afat as _train_afat  # noqa: E402,F401
+from robustlab.cli import tta as _tta  # noqa: E402,F401
 from robustlab.cli._app import app
 
 __all__ = ["app", "main"]

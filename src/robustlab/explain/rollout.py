@@ -15,19 +15,63 @@ Three recipes, each returning the class token's row of a token-to-token matrix o
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import math
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import torch
-from torch import Tensor
+import torch.nn.functional as F
+from torch import Tensor, nn
 
 from robustlab._checks import check_images
 from robustlab.explain._common import check_classifier, check_label_per_image, min_max, resize_maps, select_classes
 from robustlab.explain.attention import require_class_token
 from robustlab.explain.hooks import ActivationHooks
 from robustlab.models.classifier import Classifier
-from robustlab.models.probes import ViTProbe, _vit_parts, vit_probe
+from robustlab.models.probes import ViTProbe, _vit_parts, _ViTParts, vit_probe
 
 HEAD_FUSIONS = ("mean", "max", "min")
+TOKEN_ROLLOUT_LAYERS = ("last_two", "all")
+
+
+def _explicit_attention(
+    module: nn.MultiheadAttention, args: tuple[Any, ...], kwargs: dict[str, Any], output: Any
+) -> tuple[Tensor, Tensor]:
+    """Recompute a self-attention ``nn.MultiheadAttention`` call so its probabilities are in the autograd graph.
+
+    ``nn.MultiheadAttention`` returns its weights as a view made after they were used, so a score has no gradient
+    with respect to them. This forward hook recomputes the call explicitly (in-projection, scaled dot product,
+    softmax, out-projection; no dropout, as in eval mode) and returns ``(output, per-head probabilities)``.
+    """
+    query = args[0] if args else kwargs["query"]
+    mask = kwargs.get("attn_mask", args[3] if len(args) > 3 else None)
+    x = query if module.batch_first else query.transpose(0, 1)
+    n, t, e = x.shape
+    heads = module.num_heads
+    q, k, v = F.linear(x, module.in_proj_weight, module.in_proj_bias).chunk(3, dim=-1)
+    q, k, v = (z.reshape(n, t, heads, e // heads).transpose(1, 2) for z in (q, k, v))
+    scores = q @ k.transpose(-2, -1) / math.sqrt(e // heads)
+    if mask is not None:
+        scores = scores.masked_fill(mask, float("-inf")) if mask.dtype == torch.bool else scores + mask
+    probabilities = scores.softmax(dim=-1)
+    out = module.out_proj((probabilities @ v).transpose(1, 2).reshape(n, t, e))
+    return (out if module.batch_first else out.transpose(0, 1)), probabilities
+
+
+@contextlib.contextmanager
+def _attention_in_graph(parts: _ViTParts) -> Iterator[None]:
+    """While active, every ``nn.MultiheadAttention`` of the tower returns probabilities that carry gradients."""
+    handles = [
+        attn.register_forward_hook(_explicit_attention, with_kwargs=True)
+        for attn in parts.attentions
+        if isinstance(attn, nn.MultiheadAttention)
+    ]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
 
 
 def _fuse_heads(attention: Tensor, head_fusion: str) -> Tensor:
@@ -177,9 +221,9 @@ def gradient_rollout(
     patches, unscaled.
 
     Args:
-        model: a timm ViT classifier with a class token. open_clip towers are refused: their
-            ``nn.MultiheadAttention`` returns attention weights outside the autograd graph (use
-            :func:`token_gradient_rollout`, which needs only token gradients).
+        model: a ViT classifier with a class token (timm or open_clip). open_clip's ``nn.MultiheadAttention``
+            returns its weights outside the autograd graph, so for this call each attention is recomputed
+            explicitly (same values) with the probabilities in the graph.
         images: pixels in [0, 1], at the model's input size.
         labels: the class to explain per image, ``(N,)``; default the top-1 prediction.
         upsample: return maps bilinearly resized to the image size.
@@ -198,7 +242,8 @@ def gradient_rollout(
     check_images(images, channels=model.input_size[0])
     labels = check_label_per_image(labels, images.shape[0], model.num_classes)
     with torch.enable_grad():
-        probe = vit_probe(model, _requiring_grad(images))
+        with _attention_in_graph(_vit_parts(model)):
+            probe = vit_probe(model, _requiring_grad(images))
         require_class_token(model, probe, "gradient_rollout")
         score = probe.logits.gather(1, select_classes(probe.logits, labels, 1)).sum()
         grads = torch.autograd.grad(score, probe.attentions, create_graph=differentiable, allow_unused=True)
@@ -266,6 +311,16 @@ def token_weighted_rollout(attentions: Sequence[Tensor], weights: Sequence[Tenso
     return last @ ((penultimate + last) / 2)
 
 
+def _token_weighted_product(attentions: Sequence[Tensor], weights: Sequence[Tensor]) -> Tensor:
+    """``Ahat_L @ ... @ Ahat_1`` with ``Ahat_b = I + mean_h (A_b diag(W_b))^+`` (no last-two averaging)."""
+    n, _, t, _ = attentions[0].shape
+    eye = torch.eye(t, dtype=attentions[0].dtype, device=attentions[0].device)
+    result = eye.expand(n, t, t)
+    for a, w in zip(attentions, weights, strict=True):
+        result = (eye + (a * w[:, None, None, :]).clamp(min=0).mean(dim=1)) @ result
+    return result
+
+
 def clip_and_scale(maps: Tensor, quantile: float = 0.99) -> Tensor:
     """Clip each map at its own ``quantile`` (linear interpolation, :func:`torch.quantile`), then min-max to [0, 1].
 
@@ -286,6 +341,7 @@ def token_gradient_rollout(
     *,
     labels: Tensor | None = None,
     quantile: float = 0.99,
+    layers: str = "last_two",
     upsample: bool = False,
     differentiable: bool = False,
 ) -> Tensor:
@@ -303,6 +359,8 @@ def token_gradient_rollout(
         images: pixels in [0, 1], at the model's input size.
         labels: the class to explain per image, ``(N,)``; default the top-1 prediction.
         quantile: clipping quantile (0.99 in A-TPT).
+        layers: ``"last_two"`` (A-TPT) or ``"all"``: token weights on every block and the plain product
+            ``prod_b Ahat_b`` over all of them, without the last-two averaging (A-TPT's ablation).
         upsample: return maps bilinearly resized to the image size (values then stay in [0, 1]).
         differentiable: keep the graph (double backward) so a loss on the maps back-propagates.
 
@@ -320,10 +378,15 @@ def token_gradient_rollout(
     labels = check_label_per_image(labels, images.shape[0], model.num_classes)
     if isinstance(quantile, bool) or not isinstance(quantile, (int, float)) or not 0 < quantile <= 1:
         raise ValueError(f"quantile must be a number in (0, 1], got {quantile!r}")
+    if layers not in TOKEN_ROLLOUT_LAYERS:
+        raise ValueError(f"layers must be one of {TOKEN_ROLLOUT_LAYERS}, got {layers!r}")
     parts = _vit_parts(model)
     if len(parts.blocks) < 2:
         raise ValueError(f"token_gradient_rollout averages the last two blocks; the model has {len(parts.blocks)}")
-    blocks = {"penultimate": parts.blocks[-2], "last": parts.blocks[-1]}
+    if layers == "all":
+        blocks = {f"block{i}": block for i, block in enumerate(parts.blocks)}
+    else:
+        blocks = {"penultimate": parts.blocks[-2], "last": parts.blocks[-1]}
     with torch.enable_grad():
         with ActivationHooks(model, blocks, read="input") as hooks:
             probe = vit_probe(model, _requiring_grad(images))
@@ -336,6 +399,9 @@ def token_gradient_rollout(
             if not parts.batch_first:
                 tokens, grad = tokens.transpose(0, 1), grad.transpose(0, 1)
             weights.append(token_weights(tokens, grad))
-        matrix = token_weighted_rollout(probe.attentions[-2:], weights)
+        if layers == "all":
+            matrix = _token_weighted_product(probe.attentions, weights)
+        else:
+            matrix = token_weighted_rollout(probe.attentions[-2:], weights)
         maps = clip_and_scale(_class_row(matrix, probe), quantile)
     return _finish(maps, images, upsample, differentiable)
