@@ -56,6 +56,27 @@ def make_progress() -> Progress:
     )
 
 
+def batch_callback(progress: Progress, task_id: Any) -> Callable[[dict[str, Any]], None]:
+    """Follow an evaluation's ``{"kind": "batch", "done", "total"}`` events on a rich task."""
+
+    def callback(event: dict[str, Any]) -> None:
+        if event.get("kind") == "batch":
+            progress.update(task_id, completed=event["done"], total=event["total"])
+
+    return callback
+
+
+def fit_callback(progress: Progress, task_id: Any, label: str = "") -> Callable[[dict[str, Any]], None]:
+    """Follow ``train.fit``'s step events on a rich task: step count, epoch and running loss."""
+
+    def callback(event: dict[str, Any]) -> None:
+        if event.get("kind") == "step":
+            description = f"{label}epoch {event.get('epoch')}  loss {event.get('loss', 0):.3f}"
+            progress.update(task_id, completed=event["step"], total=event.get("total"), description=description)
+
+    return callback
+
+
 def progress_callback(progress: Progress, task_id: Any) -> Callable[[dict[str, Any]], None]:
     """Adapt the library's event callbacks (``{"kind": ..., "step": ..., "total": ...}``) to a rich task."""
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from robustlab.cli._app import app
-from robustlab.cli._common import console, make_progress, refuse_overwrite, user_errors
+from robustlab.cli._common import batch_callback, console, make_progress, refuse_overwrite, user_errors
 
 repair_app = typer.Typer(help="Repair a pretrained model against corruptions.", no_args_is_help=True)
 app.add_typer(repair_app, name="repair")
@@ -109,11 +109,7 @@ def ar2_command(
                        "heldout": result.val_corrupted_acc, "path": path}  # fmt: skip
                 if test is not None:
                     suite = eval_suite or ("clean,corruptions" if target == UNIFIED else f"clean,{target}")
-                    eval_task = progress.add_task(f"evaluating {target}", total=None)
-
-                    def on_eval(event: dict, eval_task: int = eval_task) -> None:
-                        if event["kind"] == "batch":
-                            progress.update(eval_task, completed=event["done"], total=event["total"])
+                    on_eval = batch_callback(progress, progress.add_task(f"evaluating {target}", total=None))
 
                     cells = evaluate(result.model, test, suite, store=store, run_id=run_id, model_name=name,
                                      seed=seed, batch_size=batch_size, device=dev, callback=on_eval)  # fmt: skip

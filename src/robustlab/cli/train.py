@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from robustlab.cli._app import app
-from robustlab.cli._common import console, make_progress, refuse_overwrite, user_errors
+from robustlab.cli._common import console, fit_callback, make_progress, refuse_overwrite, user_errors
 
 train_app = typer.Typer(help="Train or fine-tune a model (plain), or with a method: robustlab train METHOD --help.")
 app.add_typer(train_app, name="train")
@@ -62,14 +62,7 @@ def train_command(
         with make_progress() as progress:
             task = progress.add_task("training", total=None)
 
-            def callback(event: dict) -> None:
-                if event.get("kind") == "step":
-                    progress.update(
-                        task,
-                        completed=event["step"],
-                        total=event.get("total"),
-                        description=f"epoch {event.get('epoch')}  loss {event.get('loss', 0):.3f}",
-                    )
+            callback = fit_callback(progress, task)
 
             result = fit(
                 clf,

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import typer
 
-from robustlab.cli._common import console, make_progress, refuse_overwrite, user_errors
+from robustlab.cli._common import batch_callback, console, make_progress, refuse_overwrite, user_errors
 from robustlab.cli.train import train_app
 
 DEFAULT_SUITE = "clean,fgsm:eps=8/255,pgd:eps=8/255,steps=20,pgd:eps=8/255,steps=100,pgd:eps=8/255,steps=30,loss=cw"
@@ -143,11 +143,7 @@ def a3_command(
                         )  # fmt: skip
             cells = []
             if test is not None:
-                eval_task = progress.add_task("evaluating", total=None)
-
-                def on_eval(event: dict) -> None:
-                    if event["kind"] == "batch":
-                        progress.update(eval_task, completed=event["done"], total=event["total"])
+                on_eval = batch_callback(progress, progress.add_task("evaluating", total=None))
 
                 cells = evaluate(clf, test, eval_suite, store=store, run_id=run_id, model_name=name, seed=seed,
                                  batch_size=batch_size, device=dev, callback=on_eval)  # fmt: skip

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from robustlab.cli._common import console, make_progress, refuse_overwrite, user_errors
+from robustlab.cli._common import batch_callback, console, fit_callback, make_progress, refuse_overwrite, user_errors
 from robustlab.cli.train import train_app
 
 # accuracy under random 10 % noise patches and the attention cosine on the same images; after training, the
@@ -81,14 +81,7 @@ def afat_command(
         with Store(db) as store, store.run(command, run_config, device=str(dev)) as run_id, make_progress() as progress:
             task = progress.add_task("afat", total=None)
 
-            def callback(event: dict) -> None:
-                if event.get("kind") == "step":
-                    progress.update(
-                        task,
-                        completed=event["step"],
-                        total=event.get("total"),
-                        description=f"afat epoch {event.get('epoch')}  loss {event.get('loss', 0):.3f}",
-                    )
+            callback = fit_callback(progress, task, "afat ")
 
             result = train_afat(clf, train, config=config, epochs=epochs, lr=lr, batch_size=batch_size,
                                 optimizer=optimizer, weight_decay=weight_decay, warmup_epochs=warmup_epochs,
@@ -107,11 +100,7 @@ def afat_command(
                                  split="train", n=len(tail), params={"method": "afat"}, seed=seed)  # fmt: skip
             cells = []
             if test is not None:
-                eval_task = progress.add_task("evaluating", total=None)
-
-                def on_eval(event: dict) -> None:
-                    if event["kind"] == "batch":
-                        progress.update(eval_task, completed=event["done"], total=event["total"])
+                on_eval = batch_callback(progress, progress.add_task("evaluating", total=None))
 
                 suite = eval_suite
                 if eval_suite == DEFAULT_SUITE and result.corruptor is not None:
