@@ -29,3 +29,20 @@ def test_design_rules_held_and_flipped() -> None:
     flipped = [{**r, "rank_difference": -r["rank_difference"]} for r in ROWS]
     assert set(design_rule_verdicts(flipped).values()) == {"not held"}
     assert design_rule_verdicts(ROWS[:1])["larger stem kernel"] == "untestable"
+
+
+def test_rules_are_judged_within_each_dataset() -> None:
+    from robustlab.study.analysis import analysis_tables
+
+    # inside each dataset the smaller input is more robust; pooled across datasets the sizes confound datasets
+    rows = [
+        {"dataset": "small", "noise_at": "input", "input_size": 32, "rank_difference": 1, "drop": 0.1},
+        {"dataset": "small", "noise_at": "input", "input_size": 48, "rank_difference": -1, "drop": 0.2},
+        {"dataset": "big", "noise_at": "pixels", "input_size": 224, "rank_difference": 1, "drop": 0.1},
+        {"dataset": "big", "noise_at": "pixels", "input_size": 260, "rank_difference": -1, "drop": 0.3},
+    ]
+    assert design_rule_verdicts(rows)["smaller input resolution"] == "not held"  # the pooled, confounded view
+    _, verdicts = analysis_tables(rows)
+    assert verdicts["smaller input resolution"] == "held (big, small)"
+    rows[3]["rank_difference"], rows[2]["rank_difference"] = 1, -1
+    assert analysis_tables(rows)[1]["smaller input resolution"].startswith("mixed (big: not held, small: held")

@@ -98,7 +98,7 @@ def noise_command(
             except StudyFailed as exc:
                 result, failure = exc.study, str(exc)
     table = Table(title=f"Gaussian noise on {data}")
-    table.add_column("model")
+    table.add_column("model", min_width=max(len(m) for m in result.accuracy) if result.accuracy else 5, overflow="fold")
     for s in result.sigmas:
         table.add_column(f"σ={s:g}", justify="right")
     table.add_column("slope", justify="right")

@@ -151,7 +151,32 @@ def analysis_tables(rows: Sequence[Mapping[str, Any]]) -> tuple[list[dict[str, A
             except ValueError:
                 continue
             grouped.extend({**s, "value": value} for s in stats)
-    return grouped, design_rule_verdicts([r for r in rows if r.get("rank_difference") is not None])
+    return grouped, _verdicts_within_datasets([r for r in rows if r.get("rank_difference") is not None])
+
+
+def _verdicts_within_datasets(rows: Sequence[Mapping[str, Any]]) -> dict[str, str]:
+    """Design-rule verdicts judged inside each (dataset, noise placement) group, then combined.
+
+    RankDiff only compares models evaluated on the same data, so a rule is never judged across datasets (32-px
+    CIFAR models against 224-px ImageNet models would confound resolution with everything else). Combined:
+    ``"held"`` / ``"not held"`` when every group where the rule is testable agrees, ``"mixed"`` otherwise, with
+    the groups named in brackets; ``"untestable"`` when no group can test it.
+    """
+    groups: dict[tuple[Any, Any], list[Mapping[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault((row.get("dataset"), row.get("noise_at")), []).append(row)
+    per_group = {key: design_rule_verdicts(group) for key, group in sorted(groups.items(), key=str)}
+    out = {}
+    for rule in DESIGN_RULES:
+        tested = {key: v[rule] for key, v in per_group.items() if v[rule] != "untestable"}
+        if not tested:
+            out[rule] = "untestable"
+            continue
+        kinds = set(tested.values())
+        verdict = kinds.pop() if len(kinds) == 1 else "mixed"
+        where = ", ".join(f"{ds}: {v}" if verdict == "mixed" else str(ds) for (ds, _), v in tested.items())
+        out[rule] = f"{verdict} ({where})"
+    return out
 
 
 def write_analysis_csv(rows: Sequence[Mapping[str, Any]], path: Any) -> None:
