@@ -58,6 +58,13 @@ def test_spec_attributes_read_robustlab_models() -> None:
         spec_attributes("cifar:resnet2O")
 
 
+def test_spec_attributes_of_an_open_clip_tower() -> None:
+    clip = spec_attributes("openclip:ViT-B-16/openai")  # random init: no weights needed
+    assert (clip.family, clip.pretraining, clip.stem_kernel, clip.stem_stride) == ("vit", "clip", 16, 16)
+    assert clip.global_pool == "token" and clip.input_size == 224
+    assert clip.min_std == pytest.approx(0.26130258)
+
+
 def test_analysis_tables_and_report_section(store_path, tmp_path) -> None:
     with Store(store_path) as store:
         rows = noise_rows(store.results())

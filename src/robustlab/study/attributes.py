@@ -132,7 +132,7 @@ def has_antialiasing(net: nn.Module) -> bool:
 
 
 _POOL_NAMES = {"avg": "avg", "fast": "avg", "avgmax": "avgmax", "catavgmax": "avgmax", "max": "max",
-               "token": "token", "cls": "token", "map": "attention", "attn": "attention", "": "none",
+               "token": "token", "cls": "token", "tok": "token", "map": "attention", "attn": "attention", "": "none",
                "avg_token": "avg"}  # fmt: skip
 
 
@@ -351,14 +351,24 @@ def spec_attributes(spec: str, *, data_dir: Any = None) -> Attributes:
     name = spec.removeprefix("timm:")
     if spec.startswith("timm:"):
         return model_attributes(name)
+    # zero-shot CLIP needs class names; two placeholders do, the image tower does not depend on them
+    names = ["a", "b"] if spec.startswith("openclip:") else None
     with torch.device("cpu"):
-        clf = create_model(spec, pretrained=False, data_dir=data_dir)
+        clf = create_model(spec, pretrained=False, data_dir=data_dir, class_names=names)
     net = clf.net
+    visual = getattr(getattr(net, "clip", None), "visual", None)
+    if visual is not None:  # an open_clip tower: read the image encoder, not the text side
+        net = visual
     kernel, stride = stem_geometry(net)
     config = clf.data_config
     std = tuple(float(v) for v in config["std"])
     pool = global_pool_type(net)
-    family = getattr(clf, "family", None) or ("vit" if hasattr(net, "patch_embed") else "cnn")
+    if pool == UNKNOWN and isinstance(getattr(net, "pool_type", None), str):  # open_clip VisionTransformer
+        pool = _POOL_NAMES.get(net.pool_type.lower(), UNKNOWN)
+    if visual is not None:  # CLIP is the pretraining; the family is the tower's architecture
+        family = "cnn" if hasattr(net, "layer1") else "vit"
+    else:
+        family = getattr(clf, "family", None) or ("vit" if hasattr(net, "patch_embed") else "cnn")
     return Attributes(
         tag=spec,
         architecture=spec,
