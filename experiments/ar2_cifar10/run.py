@@ -48,6 +48,7 @@ def main() -> None:
     train.name = f"cifar10[:{args.n_train}]"
     test = Subset(load_dataset("cifar10", split="test"), range(args.n_test))
     test.name = f"cifar10_test[:{args.n_test}]"
+    exact = load_dataset("cifar10_exact", split="test")
     source = create_model(args.model)
     config = AR2Config(iterations=args.iterations, refine_steps=args.steps, finetune_steps=args.steps,
                        batch_size=args.batch_size, refine_lr=args.lr, finetune_lr=args.lr, seed=args.seed)  # fmt: skip
@@ -63,6 +64,14 @@ def main() -> None:
                 cells = evaluate(model, test, suite, store=store, run_id=run_id, model_name=name, batch_size=100)
                 acc = {(c.key.perturbation, c.key.severity): c.value for c in cells if c.key.metric == "accuracy"}
                 corrupted = [v for (p, _), v in acc.items() if p == corruption]
+                # clean accuracy on the 932 bit-exact test images, and CAM stability (cosine of clean and corrupted
+                # CAMs of the true class) at the repair severity
+                exact_cells = evaluate(model, exact, "clean", store=store, run_id=run_id, model_name=name,
+                                       batch_size=100)  # fmt: skip
+                cam_cells = evaluate(model, test, f"cam_stability:corruptions={corruption},severities=3", store=store,
+                                     run_id=run_id, model_name=name, batch_size=100)  # fmt: skip
+                extra = {**extra, "clean_acc_exact932": exact_cells[0].value,
+                         "cam_cosine_s3": next(c.value for c in cam_cells if c.key.metric == "cam_cosine")}  # fmt: skip
                 rows.append({"corruption": corruption, "model": name, "clean_acc": acc[("clean", 0)],
                              "corrupted_acc_mean_s1_5": sum(corrupted) / len(corrupted),
                              "corrupted_acc_s3": acc[(corruption, 3)], "eval_seconds": time.monotonic() - started,
