@@ -74,7 +74,7 @@ def test_ray_backend_gives_the_local_numbers_and_reports_failed_models(tmp_path)
     kwargs = {"n": 16, "batch_size": 16, "device": "cpu"}
     with Store(tmp_path / "local.db") as store:
         local = noise_study([net], "digits", "0,0.2", store=store, **kwargs)
-    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     try:
         with Store(tmp_path / "ray.db") as store:
             with pytest.raises(StudyFailed, match="cifar:no_such_net") as info:
