@@ -21,6 +21,7 @@ import torch
 import robustlab  # noqa: F401
 from robustlab import rng
 from robustlab.perturb import ALL_CORRUPTIONS, PERTURBATIONS, TEST_CORRUPTIONS, perturb
+from robustlab.runtime import tune_allocator
 
 
 def _images(size: int, n: int, data_dir: str | None) -> np.ndarray:
@@ -45,7 +46,14 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--data-dir", default=os.environ.get("ROBUSTLAB_DATA"))
     parser.add_argument("--corruptions", default="all")
+    parser.add_argument(
+        "--allocator",
+        choices=("tuned", "system"),
+        default="tuned",
+        help="'tuned' applies robustlab.runtime.tune_allocator() as the robustlab CLI does; 'system' keeps glibc's",
+    )
     args = parser.parse_args()
+    tuned = args.allocator == "tuned" and tune_allocator()
 
     from imagecorruptions_ref import reference_corrupt
 
@@ -55,7 +63,8 @@ def main() -> None:
     sync = torch.cuda.synchronize if args.device.startswith("cuda") else (lambda: None)
     print(
         f"{args.size} px, severity {args.severity}, robustlab batch {args.n} on {args.device} "
-        f"({torch.get_num_threads()} threads), reference on {args.ref_n} single images"
+        f"({torch.get_num_threads()} threads, allocator {'tuned' if tuned else 'glibc default'}), "
+        f"reference on {args.ref_n} single images"
     )
     print(f"{'corruption':<18} {'robustlab ms/img':>16} {'reference ms/img':>17} {'speed-up':>9}")
     totals = {"ours": 0.0, "ref": 0.0}

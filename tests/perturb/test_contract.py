@@ -49,6 +49,17 @@ def test_batch_independence(name: str) -> None:
     torch.testing.assert_close(batched[1:2], alone, atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize("name", REGISTERED)
+def test_memory_layout_does_not_change_the_result(name: str) -> None:
+    # a batch that came from an NHWC array (channels-last strides) gives the same pixels as its contiguous copy
+    x = _images(n=2)
+    strided = x.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2)
+    assert not strided.is_contiguous()
+    a = perturb(strided, name, 3, generator=rng.sample_generators(5, [0, 1], name, 3))
+    b = perturb(x, name, 3, generator=rng.sample_generators(5, [0, 1], name, 3))
+    assert torch.equal(a, b)
+
+
 # The original elastic recipe is not monotone in severity: at the cifar profile severity 1 is a pure 2.56-px affine
 # jitter that moves pixels further than severity 5's 0.96-px jitter plus a mild warp (AlexNet's ImageNet-C errors are
 # non-monotone for it too: .70 at s2, .56 at s3). tests/perturb/test_digital.py checks the recipe itself.

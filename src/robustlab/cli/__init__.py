@@ -22,6 +22,7 @@ from robustlab.cli import train_a3 as _train_a3  # noqa: E402,F401
 from robustlab.cli import train_afat as _train_afat  # noqa: E402,F401
 from robustlab.cli import tta as _tta  # noqa: E402,F401
 from robustlab.cli._app import app
+from robustlab.runtime import tune_allocator
 
 __all__ = ["app", "main"]
 
@@ -31,4 +32,5 @@ def main() -> None:
     logging.basicConfig(
         level=os.environ.get("ROBUSTLAB_LOG", "WARNING").upper(), format="%(levelname)s %(message)s"
     )
+    tune_allocator()  # batch-sized tensors reuse heap pages instead of faulting in fresh ones (robustlab.runtime)
     sys.exit(app())

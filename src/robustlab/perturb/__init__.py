@@ -85,6 +85,10 @@ def perturb(
             "perturbation_sequence()" if name.endswith("_sequence") else "patch_occlusion() (it returns the mask too)"
         )
         raise ValueError(f"{name!r} takes no severity; call {hint} instead of perturb()")
+    if isinstance(images, torch.Tensor) and not images.is_contiguous():
+        # the kernels index and shift whole rows of NCHW planes; a channels-last batch (e.g. a permuted NHWC array)
+        # made motion and zoom blur 3x slower, which one copy here avoids. The result is NCHW-contiguous
+        images = images.contiguous()
     out = fn(images, severity, generator=generator, profile=profile, **kwargs)
     if jpeg_quality is not None:
         out = jpeg.jpeg_roundtrip(out, jpeg_quality)

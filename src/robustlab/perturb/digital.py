@@ -222,9 +222,38 @@ def _pil_box_taps(n_in: int, n_out: int) -> tuple[Tensor, Tensor, Tensor]:
     return index, weight, rounding
 
 
+@functools.lru_cache(maxsize=64)
+def _pil_box_bins(n_in: int, n_out: int) -> tuple[Tensor, Tensor] | None:
+    """``(bin of each input sample, 1 / bin size)`` when Pillow's BOX taps split the axis into disjoint bins.
+
+    A downscale (``n_out <= n_in``) assigns every input sample to exactly one output (its centre falls in one
+    ``(o · scale, (o + 1) · scale]`` interval), so the pass is a segment sum. Returns None otherwise.
+    """
+    index, weight, _ = _pil_box_taps(n_in, n_out)
+    counts = (weight > 0).sum(1)
+    bins = torch.full((n_in,), -1, dtype=torch.long)
+    for o in range(n_out):
+        taps = index[o, : int(counts[o])]
+        if (bins[taps] >= 0).any():
+            return None
+        bins[taps] = o
+    if (bins < 0).any():
+        return None
+    return bins, 1.0 / counts.double()
+
+
 def _box_down(x: Tensor, dim: int, n_out: int, gain: float) -> Tensor:
     """One Pillow BOX pass along ``dim`` (-1 or -2) to ``n_out`` samples, times ``gain``, rounded to integers."""
     index, weight, rounding = _pil_box_taps(x.shape[dim], n_out)
+    bins = _pil_box_bins(x.shape[dim], n_out) if dim == -1 else None
+    if bins is not None:
+        # a segment sum: about twice as fast on CPU as gathering each tap along the last axis. Every output is an
+        # equal-weight mean, so the summation order moves it by float rounding only, far inside rounding's +-1e-3
+        seg, inv = bins
+        out = torch.zeros(*x.shape[:-1], n_out, dtype=x.dtype, device=x.device)
+        out.index_add_(-1, seg.to(x.device), x)
+        out.mul_((inv * gain).to(device=x.device, dtype=x.dtype))
+        return out.add_(rounding.to(device=x.device, dtype=x.dtype)).floor_()
     index = index.to(x.device)
     weight = (weight * gain).to(device=x.device, dtype=x.dtype)
     if dim == -1:
