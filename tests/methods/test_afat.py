@@ -321,3 +321,53 @@ def test_non_vit_models_and_too_small_rho_are_refused() -> None:
         train_afat(cnn, data, epochs=1, lr=0.1)
     with pytest.raises(ValueError, match="loss_fn"):
         train_afat(vit32(), data, epochs=1, lr=0.1, loss_fn=lambda m, x, y: x.sum())
+
+
+# ------------------------------------------------------------------------------------------------------ resume
+
+
+class _Stop(Exception):
+    pass
+
+
+def test_interrupted_afat_run_resumes_c_and_its_optimiser_exactly(tmp_path) -> None:
+    images, labels = batch(8, 64, seed=3)
+    data = ArrayDataset(images, labels, class_names=CLASSES, name="synthetic", split="train")
+    settings = {"epochs": 2, "lr": 1e-3, "batch_size": 4, "optimizer": "sgd", "momentum": 0.9}
+    config = AFATConfig(rho=0.25, lam=0.5, adversary_lr=0.05)
+
+    straight_model = test_vit_64()
+    straight = train_afat(straight_model, data, config=config, **settings)
+
+    def stop_after_first_epoch(event: dict) -> None:
+        if event["kind"] == "epoch_end" and event["epoch"] == 1:
+            raise _Stop
+
+    ckpt = tmp_path / "afat.pt"
+    with pytest.raises(_Stop):
+        train_afat(test_vit_64(), data, config=config, checkpoint=ckpt, callback=stop_after_first_epoch, **settings)
+    resumed_model = test_vit_64(seed=9)  # a new process starts from other weights: the checkpoint must set them
+    resumed = train_afat(resumed_model, data, config=config, checkpoint=ckpt, resume=True, **settings)
+
+    for a, b in zip(straight_model.state_dict().values(), resumed_model.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+    for a, b in zip(straight.corruptor.state_dict().values(), resumed.corruptor.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+    assert resumed.adversary_steps == straight.adversary_steps == 4
+    assert resumed.align_history == straight.align_history
+
+
+def test_resume_refuses_other_afat_settings_and_a_plain_checkpoint(tmp_path) -> None:
+    images, labels = batch(4, 64)
+    data = ArrayDataset(images, labels, class_names=CLASSES, name="synthetic", split="train")
+    settings = {"epochs": 1, "lr": 1e-3, "batch_size": 4}
+    ckpt = tmp_path / "afat.pt"
+    train_afat(test_vit_64(), data, config=AFATConfig(rho=0.25), checkpoint=ckpt, **settings)
+    with pytest.raises(ValueError, match="other settings: rho"):
+        train_afat(test_vit_64(), data, config=AFATConfig(rho=0.5), checkpoint=ckpt, resume=True, **settings)
+    plain = tmp_path / "plain.pt"
+    fit(test_vit_64(), data, checkpoint=plain, **settings)
+    with pytest.raises(ValueError, match="holds no loss_fn state"):
+        train_afat(test_vit_64(), data, config=AFATConfig(rho=0.25), checkpoint=plain, resume=True, **settings)
+    with pytest.raises(ValueError, match="stateful loss_fn"):
+        fit(test_vit_64(), data, checkpoint=ckpt, resume=True, **settings)

@@ -27,8 +27,11 @@ How this module maps the paper onto robustlab:
   ``objective="ce"`` (C maximises λ · CE(F(x̂), y) instead of λ · L_align), ``detach_clean=True`` (the clean
   features are a fixed target).
 
-Limits: the noise of step ``t`` comes from a generator seeded by ``(seed, t)``, and C's state is not part of fit's
-checkpoint, so a resumed AFAT run restarts C (its weights can be saved with :func:`save_corruptor`). Under fp16
+Resume: :class:`AFATLoss` has ``state_dict`` / ``load_state_dict`` (C's weights, its optimiser, the step counters),
+which fit writes into every checkpoint, so ``train_afat(..., checkpoint=P, resume=True)`` continues C exactly where
+it stopped; the noise of step ``t`` comes from a generator seeded by ``(seed, t)`` and is redrawn identically.
+
+Limits: under fp16
 autocast C's gradient carries fit's loss scale; the norm clip then bounds the step, but the step size differs from
 full precision (bf16, robustlab's default on GPUs, has no loss scale). Under torchrun every rank keeps its own C,
 and the PatchDrop ablation (which runs the blocks itself, outside the DDP wrapper) is single-process only.
@@ -388,6 +391,7 @@ class AFATLoss:
         self.steps = 0
         self.adversary_steps = 0
         self.align_history: list[float] = []
+        self._pending: dict[str, Any] | None = None
         if corruptor is not None:
             self._make_optimizer()
 
@@ -398,6 +402,52 @@ class AFATLoss:
             self.corruptor.parameters(), lr=cfg.adversary_lr, momentum=cfg.adversary_momentum, nesterov=True,
             weight_decay=cfg.adversary_weight_decay,
         )  # fmt: skip
+
+    def state_dict(self) -> dict[str, Any]:
+        """C's weights and optimiser state and the step counters, for :func:`robustlab.train.fit`'s checkpoints."""
+        return {
+            "config": asdict(self.config),
+            "corruptor": None if self.corruptor is None else self.corruptor.state_dict(),
+            "geometry": None if self.corruptor is None else [self.corruptor.patch_size, list(self.corruptor.grid)],
+            "optimizer": None if self.optimizer is None else self.optimizer.state_dict(),
+            "steps": self.steps,
+            "adversary_steps": self.adversary_steps,
+            "align_history": list(self.align_history),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from :meth:`state_dict`; C itself is rebuilt for the model on the next call if needed.
+
+        Raises:
+            ValueError: a state saved with different AFAT settings, or one that is not an AFATLoss state.
+        """
+        if not isinstance(state, dict) or "adversary_steps" not in state:
+            raise ValueError("not an AFATLoss state (expected the dict AFATLoss.state_dict() returns)")
+        saved = state.get("config", {})
+        current = asdict(self.config)
+        changed = sorted(k for k in current if k in saved and saved[k] != current[k])
+        if changed:
+            raise ValueError(f"the saved AFAT state was trained with other settings: {', '.join(changed)} "
+                             f"({', '.join(f'{k}={saved[k]!r}' for k in changed)})")  # fmt: skip
+        self.steps = int(state["steps"])
+        self.adversary_steps = int(state["adversary_steps"])
+        self.align_history = [float(v) for v in state["align_history"]]
+        self._pending = state if state["corruptor"] is not None else None
+        if self._pending is not None and self.corruptor is not None:
+            self._apply_pending()
+
+    def _apply_pending(self) -> None:
+        state, self._pending = self._pending, None
+        assert state is not None and self.corruptor is not None
+        patch, grid = state["geometry"]
+        if (self.corruptor.patch_size, list(self.corruptor.grid)) != (patch, list(grid)):
+            raise ValueError(f"the saved corruption model has patch {patch} and grid {tuple(grid)}, but this "
+                             f"model has patch {self.corruptor.patch_size} and grid {self.corruptor.grid}")  # fmt: skip
+        self.corruptor.load_state_dict(state["corruptor"])
+        if self.optimizer is None:
+            self._make_optimizer()
+        assert self.optimizer is not None
+        self.optimizer.load_state_dict(state["optimizer"])
 
     def prepare(self, model: nn.Module) -> PatchCorruptor:
         """Check the model and build (or check) C for its patch grid; called by the first ``__call__``.
@@ -419,6 +469,8 @@ class AFATLoss:
             raise ValueError(f"the corruptor was built for patch {self.corruptor.patch_size} and grid "
                              f"{self.corruptor.grid}, but {clf.name} has patch {patch} and grid {grid}")  # fmt: skip
         self.corruptor.to(clf.device)
+        if self._pending is not None:  # a resumed run: C continues from its checkpoint
+            self._apply_pending()
         return self.corruptor
 
     def __call__(self, model: nn.Module, images: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
@@ -427,7 +479,8 @@ class AFATLoss:
             logits = model(images)
             return F.cross_entropy(logits, labels), logits
         clf = _classifier(model)
-        corruptor = self.prepare(clf) if self.corruptor is None or self.steps == 0 else self.corruptor
+        fresh = self.corruptor is None or self.steps == 0 or self._pending is not None
+        corruptor = self.prepare(clf) if fresh else self.corruptor
         generator = rng.make_generator(cfg.seed, "afat_step", self.steps)
         self.steps += 1
         n = len(images)

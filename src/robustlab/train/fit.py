@@ -174,7 +174,9 @@ def fit(
             :class:`FitConfig`, which documents and checks each.
         loss_fn: ``loss_fn(model, images, labels)`` returning the loss, or ``(loss, logits)`` to report train
             accuracy; default :func:`cross_entropy_loss`. Under torchrun ``model`` is the DDP wrapper (its
-            ``.module`` is the classifier); forward through the wrapper so gradients are synchronised.
+            ``.module`` is the classifier); forward through the wrapper so gradients are synchronised. A loss
+            with ``state_dict()`` / ``load_state_dict()`` (e.g. AFAT's, which trains its own corruption model)
+            has that state written into every checkpoint and restored on resume.
         augment: ``augment(images, *, generator)`` applied to each batch on the device, e.g.
             :func:`robustlab.train.random_crop_flip`.
         device: None picks CUDA when available (``cuda:LOCAL_RANK`` under torchrun), else CPU.
@@ -266,6 +268,7 @@ def _fit(
             "epoch": epoch, "batch": batch, "step": step, "totals": totals, "seconds": seconds,
             "history": history, "rng": get_rng_state(), "config": cfg.to_dict(),
             "world_size": world, "steps_per_epoch": steps_per_epoch,
+            "loss_state": loss_fn.state_dict() if _stateful(loss_fn) else None,
         })  # fmt: skip
 
     # where to start: (epoch, batch within it, global step), plus the interrupted epoch's running totals
@@ -278,6 +281,7 @@ def _fit(
         if scaler.is_enabled() and state["scaler"]:
             scaler.load_state_dict(state["scaler"])
         set_rng_state(state["rng"])
+        _restore_loss_state(loss_fn, state.get("loss_state"), str(cfg.checkpoint))
         start_epoch, start_batch, step = state["epoch"], state["batch"], state["step"]
         history = state["history"]
         # the saved totals are already summed over ranks: count them once
@@ -377,6 +381,27 @@ def _fit(
     return FitResult(
         epochs=len(history), steps=step, train_loss=last_loss, history=history, checkpoint=cfg.checkpoint
     )
+
+
+def _stateful(loss_fn: object) -> bool:
+    """A loss that carries training state (AFAT's corruption model and its optimiser) exposes it like a module."""
+    return callable(getattr(loss_fn, "state_dict", None)) and callable(getattr(loss_fn, "load_state_dict", None))
+
+
+def _restore_loss_state(loss_fn: object, saved: Any, path: str) -> None:
+    """Give a stateful ``loss_fn`` back the state saved with the checkpoint, or refuse a mismatch."""
+    if _stateful(loss_fn) and saved is None:
+        raise ValueError(
+            f"{path} holds no loss_fn state, but this loss_fn ({type(loss_fn).__name__}) carries some: it was "
+            "written by a run with another loss_fn; resume with the loss_fn that wrote it"
+        )
+    if saved is not None and not _stateful(loss_fn):
+        raise ValueError(
+            f"{path} was written with a stateful loss_fn ({', '.join(map(str, saved))}), but this loss_fn has no "
+            "load_state_dict: resume with the loss_fn that wrote it"
+        )
+    if saved is not None:
+        loss_fn.load_state_dict(saved)  # type: ignore[attr-defined]
 
 
 def _load_for_resume(path: str, cfg: FitConfig, world: int, steps_per_epoch: int) -> dict[str, Any]:
