@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from robustlab.attacks import fgsm, pgd
+from robustlab.attacks import apgd, fgsm, pgd
 from robustlab.data import Subset, load_dataset
 from robustlab.methods.a3 import (
     A3Config,
@@ -100,7 +100,9 @@ def iteration_curve(model, images, labels, size: int, seed: int) -> dict[int, fl
     return {k: v / len(labels) for k, v in hits.items()}
 
 
-def evaluate_variant(model, images, labels, *, full: bool, size: int, seed: int, transfer=None) -> dict:
+def evaluate_variant(
+    model, images, labels, *, full: bool, size: int, seed: int, transfer=None, with_apgd: bool = False
+) -> dict:
     t0 = time.process_time()
     res: dict = {}
     clean = torch.cat([correct(model, x, y) for _, x, y in batches(images, labels, size)])
@@ -111,6 +113,13 @@ def evaluate_variant(model, images, labels, *, full: bool, size: int, seed: int,
     }
     if full:
         per["pgd100"] = attack_correct(model, images, labels, pgd_attack(EPS, 100), size, seed, "pgd100")
+    if with_apgd:  # AutoAttack's two white-box APGD runs (100 steps, one restart); FAB-T and Square are not run
+        for loss in ("ce", "dlr"):
+            per[f"apgd_{loss}"] = attack_correct(
+                model, images, labels, lambda m, x, y, g, loss=loss: apgd(m, x, y, eps=EPS, steps=100, loss=loss,
+                                                                          generator=g),
+                size, seed, f"apgd_{loss}",
+            )  # fmt: skip
     res["clean"] = float(clean.float().mean())
     for name, hits in per.items():
         res[name] = float(hits.float().mean())
@@ -162,6 +171,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-curves", action="store_true", help="main variants too: clean, FGSM, PGD-20, C&W only")
+    p.add_argument("--apgd", action="store_true", help="add APGD-CE and APGD-DLR (100 steps) to the worst case")
     p.add_argument("--out", type=Path, default=HERE / "results.json")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
@@ -197,7 +207,8 @@ def main() -> None:
         model.eval()
         full = name in MAIN and not args.no_curves
         res = evaluate_variant(model, images, labels, full=full, size=250, seed=args.seed,
-                               transfer=baseline_adv if name == "pgd_at+a3" else None)  # fmt: skip
+                               transfer=baseline_adv if name == "pgd_at+a3" else None,
+                               with_apgd=args.apgd)  # fmt: skip
         if name == "pgd_at":
             baseline_adv = [pgd(model, x, y, eps=EPS, steps=20, step_size=STEP, generator=make_generator(7, "t", b))
                             for b, x, y in batches(images, labels, 250)]  # fmt: skip

@@ -9,7 +9,7 @@ import torch
 from attacks_helpers import gen, images, linear_classifier
 from torch import nn
 
-from robustlab.attacks import fgsm, patch_fool, pgd, worst_case
+from robustlab.attacks import ATTACKS, apgd, fgsm, patch_fool, pgd, worst_case
 from robustlab.models import Classifier
 
 
@@ -75,6 +75,23 @@ def test_zero_gradients_warn() -> None:
     x, y = _data(model)
     with pytest.warns(UserWarning, match="4 of 4 images have an all-zero input gradient"):
         pgd(model, x, y, steps=1, generator=gen())
+
+
+def test_apgd_warns_about_zero_gradients_too() -> None:
+    model = _wrap(_Constant())
+    x, y = _data(model)
+    with pytest.warns(UserWarning, match="apgd: 4 of 4 images have an all-zero input gradient"):
+        apgd(model, x, y, steps=2, generator=gen())
+
+
+@pytest.mark.parametrize("attack", ["pgd", "apgd"])
+def test_images_already_misclassified_do_not_count_as_zero_gradients(attack: str) -> None:
+    # wrong labels: every image is already fooled, so a flat loss there is no sign of gradient masking
+    model = _wrap(_Constant())
+    x, y = _data(model)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ATTACKS.get(attack)(model, x, (y + 1) % 10, steps=2, generator=gen())
 
 
 def test_randomised_forward_warns() -> None:

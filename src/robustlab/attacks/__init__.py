@@ -9,6 +9,7 @@ list of one generator per image (an image's random start then does not depend on
 
 - :func:`fgsm`, :func:`pgd`: L-inf / L2, untargeted or targeted, cross-entropy or DLR loss (Madry et al. 2018,
   step for step as torchattacks).
+- :func:`apgd`: Auto-PGD (Croce & Hein 2020), AutoAttack's APGD-CE / APGD-DLR: momentum and an adaptive step size.
 - :func:`patch_fool`: Patch-Fool (Fu et al. 2022) for vision transformers; :func:`select_patches` is its
   attention-aware patch selection.
 - :func:`patch_corruption_accuracy`: accuracy under random noise-patch occlusion (AFAT, seed 001).
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 from robustlab.attacks._common import DEFAULT_EPS, LOSSES, NORMS
 from robustlab.attacks._registry import ATTACKS
+from robustlab.attacks.apgd import apgd, apgd_checkpoints
 from robustlab.attacks.gradient import fgsm, pgd
 from robustlab.attacks.losses import attack_objective, cw_loss, dlr_loss
 from robustlab.attacks.occlusion import patch_corruption_accuracy
@@ -36,6 +38,8 @@ __all__ = [
     "NORMS",
     "AttackSpec",
     "WorstCaseResult",
+    "apgd",
+    "apgd_checkpoints",
     "attack_objective",
     "cw_loss",
     "dlr_loss",

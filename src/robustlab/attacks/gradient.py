@@ -124,7 +124,10 @@ def _gradient_attack(
             adv.requires_grad_(False)
             grad = grad.contiguous()  # updated in place below; an expanded gradient would refuse that
             if step == 0:
-                c.warn_if_zero_gradients(grad, what)
+                # images already misclassified (reaching their target) need no step: DLR is flat on many of them
+                pred0 = logits.detach().argmax(dim=1)
+                unfooled = pred0 == labels if target is None else pred0 != target
+                c.warn_if_zero_gradients(grad[unfooled], what)
             if out is not None:
                 pred = logits.detach().argmax(dim=1)
                 done = pred != labels if target is None else pred == target

@@ -1,0 +1,242 @@
+"""Auto-PGD (Croce & Hein 2020, "Reliable evaluation of adversarial robustness ...", Algorithm 1).
+
+APGD is the step-size-free PGD at the core of AutoAttack: a momentum step (α = 0.75), a step size that starts at
+2·eps and halves at checkpoints where progress stalled, and restarts from the best point found so far. Written
+from the paper's description:
+
+- checkpoints ``w_j = ceil(p_j · steps)`` with ``p_0 = 0``, ``p_1 = 0.22``,
+  ``p_{j+1} = p_j + max(p_j - p_{j-1} - 0.03, 0.06)``;
+- per image, at checkpoint ``w_j`` the step size halves when (1) the loss rose in fewer than ``rho`` (0.75) of the
+  steps since ``w_{j-1}``, or (2) the step size was not halved at ``w_{j-1}`` and the best loss has not moved since;
+  a halving restarts the image from its best point ``x_max`` (with zero momentum);
+- step ``k``: ``z = P(x_k + η · s(∇f(x_k)))``, ``x_{k+1} = P(x_k + α (z - x_k) + (1 - α)(x_k - x_{k-1}))`` with
+  ``s`` = sign for L-inf and the normalised gradient for L2, ``α = 1`` on the first step.
+
+The losses are per image (the gradient of their sum), so each image's iterates do not depend on its batch. The
+result per image is the first iterate that fooled the model, else the highest-loss point. Choices of ours where the
+paper is silent: the random start is the uniform L-inf box (a Gaussian direction with radius ``U(0, 1)·eps`` for
+L2), as :func:`robustlab.attacks.pgd`; a restart resets the momentum. AutoAttack's public code rounds the
+checkpoints down (``int``) instead of up; on 100 steps the two differ by at most one step per checkpoint.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from robustlab.attacks import _common as c
+from robustlab.attacks._registry import ATTACKS
+from robustlab.attacks.gradient import _check_init, _project_, _random_start
+from robustlab.attacks.losses import cw_loss, dlr_loss
+
+__all__ = ["apgd", "apgd_checkpoints"]
+
+
+def apgd_checkpoints(steps: int) -> list[int]:
+    """The iterations at which APGD may halve its step size: ``ceil(p_j · steps)`` for ``p_j < 1`` (j >= 1).
+
+    Example:
+        >>> apgd_checkpoints(100)
+        [22, 41, 57, 70, 80, 87, 93, 99]
+    """
+    p = [0.0, 0.22]
+    while True:
+        nxt = p[-1] + max(p[-1] - p[-2] - 0.03, 0.06)
+        if nxt >= 1.0:
+            break
+        p.append(nxt)
+    points = sorted({math.ceil(q * steps - 1e-9) for q in p[1:]})
+    return [w for w in points if 0 < w < steps]
+
+
+def _per_image_objective(logits: Tensor, labels: Tensor, loss: str, target: Tensor | None) -> Tensor:
+    if loss == "ce":
+        if target is None:
+            return F.cross_entropy(logits, labels, reduction="none")
+        return -F.cross_entropy(logits, target, reduction="none")
+    if loss == "cw":
+        return cw_loss(logits, labels, target)
+    return dlr_loss(logits, labels, target)
+
+
+def _step_direction(grad: Tensor, norm: str) -> Tensor:
+    if norm == "linf":
+        return grad.sign()
+    norms = torch.linalg.vector_norm(grad.flatten(1), dim=1).add_(1e-12)
+    return grad / norms.view(-1, *([1] * (grad.ndim - 1)))
+
+
+def _project_point(point: Tensor, x: Tensor, eps: float, norm: str) -> Tensor:
+    return (x + _project_(point - x, eps, norm)).clamp_(0, 1)
+
+
+@ATTACKS.register
+def apgd(
+    model: nn.Module,
+    images: Tensor,
+    labels: Tensor,
+    *,
+    eps: float | None = None,
+    steps: int = 100,
+    norm: str = "linf",
+    loss: str = "ce",
+    restarts: int = 1,
+    rho: float = 0.75,
+    targeted: bool = False,
+    target_labels: Tensor | None = None,
+    init: Tensor | None = None,
+    generator: torch.Generator | list[torch.Generator] | None = None,
+) -> Tensor:
+    """Auto-PGD (APGD-CE / APGD-DLR of AutoAttack): PGD with momentum and an adaptive step size.
+
+    Args:
+        model: maps [0, 1] pixels to logits. Its mode is not changed.
+        images: clean pixels in [0, 1].
+        labels: true classes.
+        eps: radius in [0, 1] pixel units; default 8/255 (``"linf"``) or 0.5 (``"l2"``).
+        steps: iterations per restart (AutoAttack: 100).
+        norm: ``"linf"`` or ``"l2"``.
+        loss: ``"ce"`` (APGD-CE), ``"dlr"`` (APGD-DLR; targeted: APGD-T's loss) or ``"cw"``.
+        restarts: random restarts; each runs only on the images no earlier restart fooled.
+        rho: the fraction of loss-increasing steps below which the step size halves (paper: 0.75).
+        targeted: push each image towards ``target_labels``.
+        target_labels: target classes, required when ``targeted``.
+        init: the initial perturbation of the first restart instead of a random start (projected into the ball).
+        generator: draws the random starts; one generator, or one per image.
+
+    Returns:
+        Adversarial images within the eps-ball and [0, 1]: per image the first iterate that fooled the model
+        (reached the target), else the iterate with the highest loss.
+
+    Shape:
+        images ``(N, C, H, W)``, labels ``(N,)`` -> ``(N, C, H, W)``.
+
+    Raises:
+        ValueError: as :func:`robustlab.attacks.pgd`, plus ``restarts`` < 1 and ``rho`` outside (0, 1].
+
+    Example:
+        >>> x_adv = apgd(model, x, y, eps=8 / 255, steps=100, loss="dlr")  # doctest: +SKIP
+    """
+    what = "apgd"
+    model = c.check_model(model, what)
+    images, labels = c.check_inputs(model, images, labels, what)
+    norm = c.check_choice(norm, c.NORMS, "norm")
+    loss = c.check_choice(loss, c.LOSSES, "loss")
+    eps = c.DEFAULT_EPS[norm] if eps is None else c.check_nonnegative(
+        eps, "eps", f" (the {norm} radius in [0, 1] pixel units, e.g. 8/255)")  # fmt: skip
+    steps = c.check_positive_int(steps, "steps")
+    restarts = c.check_positive_int(restarts, "restarts")
+    if isinstance(rho, bool) or not isinstance(rho, (int, float)) or not 0 < rho <= 1:
+        raise ValueError(f"rho must be a number in (0, 1], got {rho!r}")
+    num_classes = getattr(model, "num_classes", None)
+    num_classes = num_classes if isinstance(num_classes, int) else None
+    target = c.check_target_labels(targeted, target_labels, images.shape[0], num_classes, images.device)
+    generator = c.check_generators(generator, images.shape[0])
+    start = _check_init(init, images) if init is not None else None
+    if images.shape[0] == 0:
+        return images.detach().clone()
+
+    with c.gradients_enabled():
+        x, labels = c.as_normal_tensor(images), c.as_normal_tensor(labels)
+        target = None if target is None else c.as_normal_tensor(target)
+        c.warn_once_per_call(model, x, what)
+        out = x.clone()
+        todo = torch.arange(x.shape[0], device=x.device)  # images not fooled yet
+        for restart in range(restarts):
+            gens = c.subset_generators(generator, todo)
+            if restart == 0 and start is not None:
+                delta = start[todo]
+            else:
+                delta = _random_start(x[todo].shape, eps, norm, gens, x)
+            sub_target = None if target is None else target[todo]
+            adv, fooled = _run(model, x[todo], labels[todo], sub_target, delta, eps, steps, norm, loss, float(rho),
+                               num_classes, first=restart == 0)  # fmt: skip
+            out[todo] = adv
+            todo = todo[~fooled]
+            if not todo.numel():
+                break
+    return out
+
+
+def _run(
+    model: nn.Module,
+    x: Tensor,
+    labels: Tensor,
+    target: Tensor | None,
+    delta: Tensor,
+    eps: float,
+    steps: int,
+    norm: str,
+    loss: str,
+    rho: float,
+    num_classes: int | None,
+    *,
+    first: bool,
+) -> tuple[Tensor, Tensor]:
+    """One APGD run from ``x + delta``: ``(adversarial images, fooled mask)``."""
+    n = x.shape[0]
+    view = (-1,) + (1,) * (x.ndim - 1)
+
+    def evaluate(point: Tensor, check: bool = False) -> tuple[Tensor, Tensor, Tensor]:
+        point = point.detach().requires_grad_(True)
+        logits = model(point)
+        if check:
+            if num_classes is None:
+                c.check_label_range(labels, logits.shape[1])
+                if target is not None:
+                    c.check_label_range(target, logits.shape[1], "target_labels")
+            c.warn_if_probabilities(logits, "apgd")
+        values = _per_image_objective(logits, labels, loss, target)
+        (grad,) = torch.autograd.grad(values.sum(), point)
+        pred = logits.detach().argmax(dim=1)
+        success = pred != labels if target is None else pred == target
+        return values.detach(), grad.detach(), success
+
+    current = _project_point(x + delta, x, eps, norm)
+    f_cur, grad, success = evaluate(current, check=first)
+    if first:  # images already fooled need no step (DLR is flat on misclassified images)
+        c.warn_if_zero_gradients(grad[~success], "apgd")
+    best, f_best, grad_best = current.clone(), f_cur.clone(), grad.clone()
+    fooled = success.clone()
+    result = torch.where(fooled.view(view), current, best)
+    previous = current.clone()
+    eta = torch.full((n,), 2.0 * eps, dtype=x.dtype, device=x.device)
+
+    checkpoints = apgd_checkpoints(steps)
+    last_check = 0
+    increases = torch.zeros(n, dtype=torch.long, device=x.device)
+    f_best_at_check = f_best.clone()
+    reduced_at_check = torch.ones(n, dtype=torch.bool, device=x.device)  # no condition (2) at the first checkpoint
+    for k in range(steps):
+        with torch.no_grad():
+            alpha = 1.0 if k == 0 else 0.75
+            z = _project_point(current + eta.view(view) * _step_direction(grad, norm), x, eps, norm)
+            moved = current + alpha * (z - current) + (1 - alpha) * (current - previous)
+            previous, current = current, _project_point(moved, x, eps, norm)
+        f_new, grad, success = evaluate(current)
+        with torch.no_grad():
+            newly = success & ~fooled
+            result[newly] = current[newly]
+            fooled |= success
+            increases += (f_new > f_cur).long()
+            f_cur = f_new
+            better = f_new > f_best
+            best[better], f_best[better], grad_best[better] = current[better], f_new[better], grad[better]
+            if k + 1 in checkpoints:
+                span = k + 1 - last_check
+                stalled = increases.double() < rho * span
+                flat = ~reduced_at_check & (f_best <= f_best_at_check)
+                halve = stalled | flat
+                eta = torch.where(halve, eta / 2, eta)
+                # restart the halved images from their best point, without momentum
+                current[halve], grad[halve], f_cur[halve] = best[halve], grad_best[halve], f_best[halve]
+                previous[halve] = best[halve]
+                reduced_at_check, f_best_at_check = halve, f_best.clone()
+                increases.zero_()
+                last_check = k + 1
+    with torch.no_grad():
+        result[~fooled] = best[~fooled]
+    return result, fooled
