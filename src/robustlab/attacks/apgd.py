@@ -29,7 +29,7 @@ from torch import Tensor, nn
 
 from robustlab.attacks import _common as c
 from robustlab.attacks._registry import ATTACKS
-from robustlab.attacks.gradient import _check_init, _project_, _random_start
+from robustlab.attacks.gradient import _check_arguments, _project_, _random_start
 from robustlab.attacks.losses import cw_loss, dlr_loss
 
 __all__ = ["apgd", "apgd_checkpoints"]
@@ -121,21 +121,12 @@ def apgd(
         >>> x_adv = apgd(model, x, y, eps=8 / 255, steps=100, loss="dlr")  # doctest: +SKIP
     """
     what = "apgd"
-    model = c.check_model(model, what)
-    images, labels = c.check_inputs(model, images, labels, what)
-    norm = c.check_choice(norm, c.NORMS, "norm")
-    loss = c.check_choice(loss, c.LOSSES, "loss")
-    eps = c.DEFAULT_EPS[norm] if eps is None else c.check_nonnegative(
-        eps, "eps", f" (the {norm} radius in [0, 1] pixel units, e.g. 8/255)")  # fmt: skip
-    steps = c.check_positive_int(steps, "steps")
+    checked = _check_arguments(what, model, images, labels, eps=eps, steps=steps, norm=norm, loss=loss,
+                               targeted=targeted, target_labels=target_labels, init=init, generator=generator)
+    model, images, labels, eps, steps, num_classes, target, start, generator = checked
     restarts = c.check_positive_int(restarts, "restarts")
     if isinstance(rho, bool) or not isinstance(rho, (int, float)) or not 0 < rho <= 1:
         raise ValueError(f"rho must be a number in (0, 1], got {rho!r}")
-    num_classes = getattr(model, "num_classes", None)
-    num_classes = num_classes if isinstance(num_classes, int) else None
-    target = c.check_target_labels(targeted, target_labels, images.shape[0], num_classes, images.device)
-    generator = c.check_generators(generator, images.shape[0])
-    start = _check_init(init, images) if init is not None else None
     if images.shape[0] == 0:
         return images.detach().clone()
 

@@ -61,6 +61,42 @@ def _check_init(init: object, images: Tensor) -> Tensor:
     return init.detach().to(device=images.device, dtype=images.dtype)
 
 
+def _check_arguments(
+    what: str,
+    model: object,
+    images: object,
+    labels: object,
+    *,
+    eps: float | None,
+    steps: object,
+    norm: object,
+    loss: object,
+    targeted: bool,
+    target_labels: Tensor | None,
+    init: Tensor | None,
+    generator: object,
+) -> tuple[nn.Module, Tensor, Tensor, float, int, int | None, Tensor | None, Tensor | None, c.Generators]:
+    """The checks every gradient attack shares, in one order, with one set of messages.
+
+    Returns:
+        ``(model, images, labels, eps, steps, num_classes or None, target labels or None, init or None,
+        generator)``, with ``norm`` and ``loss`` checked (pass them on as given).
+    """
+    model = c.check_model(model, what)
+    images, labels = c.check_inputs(model, images, labels, what)
+    norm = c.check_choice(norm, c.NORMS, "norm")
+    c.check_choice(loss, c.LOSSES, "loss")
+    eps = c.DEFAULT_EPS[norm] if eps is None else c.check_nonnegative(
+        eps, "eps", f" (the {norm} radius in [0, 1] pixel units, e.g. 8/255)")
+    steps = c.check_positive_int(steps, "steps")
+    num_classes = getattr(model, "num_classes", None)
+    num_classes = num_classes if isinstance(num_classes, int) else None
+    target = c.check_target_labels(targeted, target_labels, images.shape[0], num_classes, images.device)
+    generator = c.check_generators(generator, images.shape[0])
+    start = _check_init(init, images) if init is not None else None
+    return model, images, labels, eps, steps, num_classes, target, start, generator
+
+
 def _gradient_attack(
     what: str,
     model: nn.Module,
@@ -79,23 +115,14 @@ def _gradient_attack(
     early_stop: bool,
     generator: c.Generators,
 ) -> Tensor:
-    model = c.check_model(model, what)
-    images, labels = c.check_inputs(model, images, labels, what)
-    norm = c.check_choice(norm, c.NORMS, "norm")
-    loss = c.check_choice(loss, c.LOSSES, "loss")
-    eps = c.DEFAULT_EPS[norm] if eps is None else c.check_nonnegative(
-        eps, "eps", f" (the {norm} radius in [0, 1] pixel units, e.g. 8/255)")
-    steps = c.check_positive_int(steps, "steps")
+    checked = _check_arguments(what, model, images, labels, eps=eps, steps=steps, norm=norm, loss=loss,
+                               targeted=targeted, target_labels=target_labels, init=init, generator=generator)
+    model, images, labels, eps, steps, num_classes, target, start, generator = checked
     step_size = 2.5 * eps / steps if step_size is None else c.check_nonnegative(step_size, "step_size")
-    num_classes = getattr(model, "num_classes", None)
-    num_classes = num_classes if isinstance(num_classes, int) else None
-    target = c.check_target_labels(targeted, target_labels, images.shape[0], num_classes, images.device)
     if not isinstance(random_start, bool):
         raise ValueError(f"random_start must be True or False, got {random_start!r}")
     if not isinstance(early_stop, bool):
         raise ValueError(f"early_stop must be True or False, got {early_stop!r}")
-    generator = c.check_generators(generator, images.shape[0])
-    start = _check_init(init, images) if init is not None else None
     if images.shape[0] == 0:
         return images.detach().clone()
 
