@@ -59,6 +59,20 @@ def test_tta_random_init_labels_numbers_as_pipeline_checks(tmp_path, clip_weight
     assert "not results" in result.output
 
 
+def test_tta_takes_the_method_as_a_word_as_in_the_design(tmp_path, clip_weights) -> None:
+    # DESIGN.md writes `robustlab tta atpt`; the issue writes `robustlab tta --method atpt`: both work
+    arch, weights = clip_weights
+    db = tmp_path / "r.db"
+    common = ["--model", f"openclip:{arch}", "--weights", weights, "--data", "digits", "--n", "1", "--views", "2",
+              "--db", str(db), "--device", "cpu"]  # fmt: skip
+    result = runner.invoke(app, ["tta", "zeroshot", *common])
+    assert result.exit_code == 0, result.output
+    with Store(db) as store:
+        assert set(store.results()["metric"]) == {"zeroshot_accuracy", "zeroshot_weight_entropy"}
+    clash = runner.invoke(app, ["tta", "tpt", "--method", "atpt", *common])
+    assert clash.exit_code == 1 and "given twice" in _one_line(clash.output)
+
+
 def test_tta_errors_are_one_line(tmp_path, clip_weights, monkeypatch) -> None:
     arch, weights = clip_weights
     db = str(tmp_path / "r.db")

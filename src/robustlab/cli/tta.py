@@ -86,7 +86,10 @@ def load_coop_split(root: Path, split_file: Path, split: str = "test") -> object
 
 @app.command("tta")
 def tta_command(
-    method: str = typer.Option("atpt", "--method", help="atpt, tpt, rtpt, zeroshot, or a comma list of them."),
+    method_arg: str | None = typer.Argument(None, metavar="[METHOD]",
+                                            help="The method, as in `robustlab tta atpt ...`; same as --method."),
+    method: str | None = typer.Option(None, "--method",
+                                      help="atpt (default), tpt, rtpt, zeroshot, or a comma list of them."),
     model: str = typer.Option(..., "--model", help="openclip:<arch>/<tag>, e.g. openclip:ViT-B-16/openai."),
     data: str = typer.Option(..., "--data", help="Dataset name (cifar10, digits, ...) or an image-folder path."),
     split_file: Path | None = typer.Option(None, "--split-file",
@@ -120,6 +123,9 @@ def tta_command(
     from robustlab.store import Store
 
     with user_errors():
+        if method_arg is not None and method is not None and method_arg != method:
+            raise ValueError(f"the method is given twice: {method_arg!r} and --method {method!r}; give one")
+        method = method_arg or method or "atpt"
         methods = [m.strip() for m in method.split(",") if m.strip()]
         configs = [tta_config(m, n_views=views, fusion=fusion, mixing=mixing, attention=attention) for m in methods]
         attacks = () if attack.strip() in ("", "none") else tuple(a.strip() for a in attack.split(","))
