@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -13,6 +14,7 @@ from robustlab.data import (
     Preprocess,
     iter_batches,
     list_imagenet_c_corruptions,
+    load_coop_split,
     load_dataset,
     load_image_folder,
     load_imagenet_c,
@@ -201,3 +203,38 @@ def test_labels_csv_errors(
     (tmp_path / "labels.csv").write_text(f"{header}\n{row}\n")
     with pytest.raises(error, match=match):
         load_labels_csv_folder(tmp_path)
+
+
+def _coop_tree(tmp_path: Path) -> tuple[Path, Path]:
+    root = tmp_path / "images"
+    (root / "a").mkdir(parents=True)
+    entries = []
+    for i, (label, name) in enumerate([(1, "dog_house"), (0, "cat"), (1, "dog_house")]):
+        Image.fromarray(np.full((6, 8, 3), 40 * i, dtype=np.uint8)).save(root / "a" / f"{i}.png")
+        entries.append([f"a/{i}.png", label, name])
+    split = tmp_path / "split_zhou_Toy.json"
+    split.write_text(json.dumps({"train": entries[:1], "val": [], "test": entries}))
+    return root, split
+
+
+def test_coop_split_file_lists_its_images_labels_and_class_names(tmp_path: Path) -> None:
+    root, split = _coop_tree(tmp_path)
+    data = load_coop_split(root, split)
+    assert (data.name, data.split, len(data)) == ("Toy", "test", 3)
+    assert data.class_names == ["cat", "dog house"]
+    images, labels = data.get_batch([0, 1, 2])
+    assert labels.tolist() == [1, 0, 1] and images.shape == (3, 3, 6, 8)
+    assert abs(float(images[2].mean()) - 80 / 255) < 1e-6
+    train = load_coop_split(root, split, "train")  # one image of class 1: the class names still come from all splits
+    assert len(train) == 1 and train.class_names == ["cat", "dog house"]
+
+
+def test_coop_split_file_errors_name_the_problem(tmp_path: Path) -> None:
+    root, split = _coop_tree(tmp_path)
+    with pytest.raises(FileNotFoundError, match="no such file"):
+        load_coop_split(root, tmp_path / "absent.json")
+    with pytest.raises(ValueError, match="expected"):
+        load_coop_split(root, split, "holdout")
+    (root / "a" / "1.png").unlink()
+    with pytest.raises(FileNotFoundError, match="1 images of .* are missing"):
+        load_coop_split(root, split)

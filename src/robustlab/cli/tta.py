@@ -49,41 +49,6 @@ def load_clip(model: str, class_names: list[str], *, weights: Path | None, pretr
         ) from None
 
 
-def load_coop_split(root: Path, split_file: Path, split: str = "test") -> object:
-    """A CoOp / TPT split file (``split_zhou_<Dataset>.json``) as a dataset of its images under ``root``.
-
-    The file maps ``"train"``, ``"val"`` and ``"test"`` to ``[image path relative to root, label, class name]``
-    entries; class names come from the entries (underscores read as spaces) and images are decoded per batch.
-
-    Raises:
-        FileNotFoundError: a missing split file, root folder or listed image.
-        ValueError: a malformed file, an unknown split, or labels without a class name.
-    """
-    import json
-
-    from robustlab.data.folder import FolderDataset
-
-    if not split_file.is_file():
-        raise FileNotFoundError(f"--split-file {split_file}: no such file (a CoOp split_zhou_<Dataset>.json)")
-    if not root.is_dir():
-        raise FileNotFoundError(f"--data {root}: with --split-file, --data is the folder the split's paths are under")
-    try:
-        entries = json.loads(split_file.read_text())[split]
-        files = [root / str(path) for path, _, _ in entries]
-        labels = [int(label) for _, label, _ in entries]
-        names = {int(label): str(name).replace("_", " ") for _, label, name in entries}
-    except (KeyError, TypeError, ValueError) as e:
-        raise ValueError(f"{split_file}: expected {{{split!r}: [[path, label, class name], ...]}} ({e!r})") from None
-    if not entries or sorted(names) != list(range(len(names))):
-        raise ValueError(f"{split_file}: split {split!r} must list images whose labels run 0..K-1")
-    missing = [str(f) for f in files if not f.is_file()]
-    if missing:
-        raise FileNotFoundError(f"{len(missing)} images of {split_file} are missing under {root}, e.g. {missing[0]}")
-    return FolderDataset(files, labels, class_names=[names[k] for k in range(len(names))],
-                         name=f"{split_file.stem.removeprefix('split_zhou_')}", split=split,
-                         info={"source": str(root), "split_file": str(split_file)})  # fmt: skip
-
-
 @app.command("tta")
 def tta_command(
     method_arg: str | None = typer.Argument(None, metavar="[METHOD]",
@@ -136,6 +101,8 @@ def tta_command(
                                         eot=eot)  # fmt: skip
         dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         if split_file is not None:
+            from robustlab.data import load_coop_split
+
             dataset = load_coop_split(Path(data), split_file, split)
         else:
             dataset = load_dataset(data, split=split, data_dir=data_dir)

@@ -33,6 +33,7 @@ from robustlab.data.digits import load_digits
 from robustlab.data.folder import (
     FolderDataset,
     list_imagenet_c_corruptions,
+    load_coop_split,
     load_image_folder,
     load_imagenet_c,
     load_labels_csv_folder,
@@ -61,6 +62,7 @@ __all__ = [
     "load_cifar_batches",
     "load_cifar_c",
     "load_cifar_npz",
+    "load_coop_split",
     "load_dataset",
     "load_digits",
     "load_image_folder",

@@ -258,6 +258,53 @@ def load_image_folder(
     )
 
 
+def load_coop_split(root: str | Path, split_file: str | Path, split: str = "test",
+                    preprocess: Preprocess | None = None) -> FolderDataset:  # fmt: skip
+    """A CoOp / TPT split file (``split_zhou_<Dataset>.json``) as a streaming dataset of its images under ``root``.
+
+    The file maps ``"train"``, ``"val"`` and ``"test"`` to ``[image path relative to root, label, class name]``
+    entries (the format of CoOp's and TPT's data preparation); class names come from the entries, underscores read
+    as spaces.
+
+    Args:
+        root: the folder the split's paths are relative to.
+        split_file: the JSON split file.
+        split: ``"train"``, ``"val"`` or ``"test"``.
+        preprocess: optional per-image preprocessing.
+
+    Returns:
+        A :class:`FolderDataset` named after the file (``split_zhou_Caltech101.json`` -> ``Caltech101``).
+
+    Raises:
+        FileNotFoundError: a missing split file, root folder or listed image (the count and one example named).
+        ValueError: a malformed file, an unknown split, or labels that do not run 0..K-1.
+    """
+    import json
+
+    root, split_file = Path(root), Path(split_file)
+    if not split_file.is_file():
+        raise FileNotFoundError(f"split file {split_file}: no such file (a CoOp split_zhou_<Dataset>.json)")
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root}: no such folder (the folder the split file's image paths are under)")
+    try:
+        splits = json.loads(split_file.read_text())
+        entries = splits[split]
+        files = [root / str(path) for path, _, _ in entries]
+        labels = [int(label) for _, label, _ in entries]
+        # class names from every split, so that a split which misses a class keeps the full label space
+        names = {int(label): str(name).replace("_", " ") for part in splits.values() for _, label, name in part}
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise ValueError(f"{split_file}: expected {{{split!r}: [[path, label, class name], ...]}} ({e!r})") from None
+    if not entries or sorted(names) != list(range(len(names))):
+        raise ValueError(f"{split_file}: split {split!r} must list images, and the labels of all splits run 0..K-1")
+    missing = [str(f) for f in files if not f.is_file()]
+    if missing:
+        raise FileNotFoundError(f"{len(missing)} images of {split_file} are missing under {root}, e.g. {missing[0]}")
+    return FolderDataset(files, labels, class_names=[names[k] for k in range(len(names))],
+                         name=split_file.stem.removeprefix("split_zhou_"), split=split, preprocess=preprocess,
+                         info={"source": str(root), "split_file": str(split_file)})  # fmt: skip
+
+
 def _has_severity_dirs(path: Path) -> bool:
     # a few stat calls, never a listing: class folders can hold thousands of files
     return any((path / str(s)).is_dir() for s in range(1, 6))
