@@ -31,10 +31,12 @@ Resume: :class:`AFATLoss` has ``state_dict`` / ``load_state_dict`` (C's weights,
 which fit writes into every checkpoint, so ``train_afat(..., checkpoint=P, resume=True)`` continues C exactly where
 it stopped; the noise of step ``t`` comes from a generator seeded by ``(seed, t)`` and is redrawn identically.
 
-Limits: under fp16
-autocast C's gradient carries fit's loss scale; the norm clip then bounds the step, but the step size differs from
-full precision (bf16, robustlab's default on GPUs, has no loss scale). Under torchrun every rank keeps its own C,
-and the PatchDrop ablation (which runs the blocks itself, outside the DDP wrapper) is single-process only.
+Under torchrun, C's gradient is averaged over the ranks (in a process group of its own) before each ascent step,
+so every rank keeps the same C, as DDP keeps the same ViT.
+
+Limits: under fp16 autocast C's gradient carries fit's loss scale; the norm clip then bounds the step, but the step
+size differs from full precision (bf16, robustlab's default on GPUs, has no loss scale). The PatchDrop ablation (which
+runs the blocks itself, outside the DDP wrapper) is single-process only.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -54,6 +57,7 @@ from robustlab.data._base import ImageDataset
 from robustlab.methods._registry import METHODS
 from robustlab.models.classifier import Classifier
 from robustlab.models.probes import _vit_parts
+from robustlab.train import distributed
 from robustlab.train.fit import Callback, FitResult, fit
 
 __all__ = [
@@ -392,6 +396,7 @@ class AFATLoss:
         self.adversary_steps = 0
         self.align_history: list[float] = []
         self._pending: dict[str, Any] | None = None
+        self._group: Any = None  # the process group that averages C's gradient under torchrun
         if corruptor is not None:
             self._make_optimizer()
 
@@ -469,6 +474,8 @@ class AFATLoss:
             raise ValueError(f"the corruptor was built for patch {self.corruptor.patch_size} and grid "
                              f"{self.corruptor.grid}, but {clf.name} has patch {patch} and grid {grid}")  # fmt: skip
         self.corruptor.to(clf.device)
+        if self._group is None and distributed.is_distributed() and distributed.world_size() > 1:
+            self._group = dist.new_group()  # collective: every rank reaches this on its first loss call
         if self._pending is not None:  # a resumed run: C continues from its checkpoint
             self._apply_pending()
         return self.corruptor
@@ -479,7 +486,8 @@ class AFATLoss:
             logits = model(images)
             return F.cross_entropy(logits, labels), logits
         clf = _classifier(model)
-        fresh = self.corruptor is None or self.steps == 0 or self._pending is not None
+        needs_group = self._group is None and distributed.is_distributed() and distributed.world_size() > 1
+        fresh = self.corruptor is None or self.steps == 0 or self._pending is not None or needs_group
         corruptor = self.prepare(clf) if fresh else self.corruptor
         generator = rng.make_generator(cfg.seed, "afat_step", self.steps)
         self.steps += 1
@@ -531,10 +539,19 @@ class AFATLoss:
         """One ascent step of C: negate its gradient, clip the norm, step C's SGD."""
         assert self.corruptor is not None and self.optimizer is not None
         params = list(self.corruptor.parameters())
-        if any(g is not None and not torch.isfinite(g).all() for g in grads):
-            return  # an fp16 overflow step, which fit's GradScaler skips too
+        grads = [torch.zeros_like(p) if g is None else g.detach() for p, g in zip(params, grads, strict=True)]
+        if distributed.is_distributed() and distributed.world_size() > 1:
+            # under torchrun every rank sees its own shard: average C's gradient so all ranks keep one C (as DDP
+            # does for the ViT). A group of its own keeps this collective out of DDP's bucket order
+            if self._group is None:
+                raise RuntimeError("AFATLoss: C's process group is missing; call prepare() on every rank first")
+            for g in grads:
+                dist.all_reduce(g, group=self._group)
+                g.div_(distributed.world_size())
+        if any(not torch.isfinite(g).all() for g in grads):
+            return  # an fp16 overflow step, which fit's GradScaler skips too (on every rank alike)
         for p, g in zip(params, grads, strict=True):
-            p.grad = None if g is None else -g.detach().to(p.dtype)
+            p.grad = -g.to(p.dtype)
         nn.utils.clip_grad_norm_(params, self.config.adversary_clip)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
