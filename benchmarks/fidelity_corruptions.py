@@ -3,9 +3,9 @@
 Deterministic corruptions: mean absolute pixel difference to the reference (target <= 2/255 at every severity).
 Random corruptions: mean PSNR to the clean image, ours vs the reference's (target: gap <= 0.5 dB per severity).
 With ``--accuracy``: efficientnet_lite0 top-1 on the sample corrupted by each side (target: within 2 points).
-Where robustlab follows the original benchmark code rather than the package (elastic_transform, pixelate's
-upsampling, parameters at non-224 sizes) the gap reported here is the package's departure, documented in the
-corruption's docstring.
+Where robustlab follows the original benchmark code rather than the package (elastic_transform, frost's texture
+scale, pixelate's upsampling, parameters at non-224 sizes) the gap reported here is the package's departure,
+documented in the corruption's docstring; for frost a second row compares with the original recipe itself.
 
     python benchmarks/fidelity_corruptions.py --data-dir ../shared/data [--n 64] [--accuracy --acc-n 1000]
 """
@@ -33,6 +33,7 @@ def _psnr(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def _ours(images: np.ndarray, name: str, severity: int, batch: int = 32) -> np.ndarray:
+    name = "frost" if name == ORIGINAL_FROST else name
     outs = []
     for i in range(0, len(images), batch):
         x = torch.from_numpy(images[i : i + batch]).permute(0, 3, 1, 2).float().div(255)
@@ -44,9 +45,19 @@ def _ours(images: np.ndarray, name: str, severity: int, batch: int = 32) -> np.n
 
 
 def _reference(images: np.ndarray, name: str, severity: int) -> np.ndarray:
-    from imagecorruptions_ref import reference_corrupt
+    from imagecorruptions_ref import original_frost, reference_corrupt
 
+    if name == ORIGINAL_FROST:
+        return np.stack([original_frost(im, severity, seed=i) for i, im in enumerate(images)])
     return np.stack([reference_corrupt(im, name, severity, seed=i) for i, im in enumerate(images)])
+
+
+# frost against the original recipe (no 1.1x texture enlargement), beside the package's row
+ORIGINAL_FROST = "frost (original)"
+
+
+def _expand(names: list[str]) -> list[str]:
+    return [m for name in names for m in ((name, ORIGINAL_FROST) if name == "frost" else (name,))]
 
 
 def main() -> None:
@@ -63,7 +74,7 @@ def main() -> None:
         parser.error("--data-dir (or ROBUSTLAB_DATA) must point at the shared data folder")
     from imagecorruptions_ref import imagenet_crops
 
-    names = list(ALL_CORRUPTIONS) if args.corruptions == "all" else args.corruptions.split(",")
+    names = _expand(list(ALL_CORRUPTIONS) if args.corruptions == "all" else args.corruptions.split(","))
     if args.accuracy_only:
         _accuracy(args, names)
         return
@@ -71,7 +82,7 @@ def main() -> None:
     print(f"{len(images)} ImageNet-sample crops (224 px)")
     print(f"{'corruption':<18} {'measure':<16} " + " ".join(f"{'s' + str(s):>8}" for s in range(1, 6)))
     for name in names:
-        if name not in PERTURBATIONS:
+        if name not in PERTURBATIONS and name != ORIGINAL_FROST:
             print(f"{name:<18} (not registered)")
             continue
         cells = []
@@ -108,7 +119,7 @@ def _accuracy(args: argparse.Namespace, names: list[str]) -> None:
     print(f"\nefficientnet_lite0 top-1 on {len(images)} sample crops at severity {s}: clean {100 * top1(images):.1f} %")
     print(f"{'corruption':<18} {'robustlab':>10} {'reference':>10} {'gap':>7}")
     for name in names:
-        if name not in PERTURBATIONS:
+        if name not in PERTURBATIONS and name != ORIGINAL_FROST:
             continue
         ours, ref = top1(_ours(images, name, s)), top1(_reference(images, name, s))
         print(f"{name:<18} {100 * ours:9.1f}% {100 * ref:9.1f}% {100 * (ours - ref):+6.1f}", flush=True)

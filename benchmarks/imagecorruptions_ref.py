@@ -48,6 +48,32 @@ def reference_corrupt(image: np.ndarray, name: str, severity: int, seed: int = 0
         return np.asarray(ic.corrupt(image, severity=severity, corruption_name=name))
 
 
+# the five frost weights of the original make_imagenet_c.py (and of the package), per severity
+_FROST_WEIGHTS = ((1.0, 0.4), (0.8, 0.6), (0.7, 0.7), (0.65, 0.7), (0.6, 0.75))
+
+
+def original_frost(image: np.ndarray, severity: int, seed: int = 0) -> np.ndarray:
+    """Frost as the original ImageNet-C code makes it, for a reference where the package departs from it.
+
+    The original crops one of the first five frost textures *as shipped* at a uniform offset; ``imagecorruptions``
+    first enlarges every texture by 1.1 (bicubic), which thins the frost pattern. Same textures (the package's
+    copies), same RNG order (texture, then row and column offsets), uint8 HWC in and out.
+    """
+    import cv2
+
+    _load()
+    from importlib.resources import files
+
+    np.random.seed(seed)
+    names = ("frost1.png", "frost2.png", "frost3.png", "frost4.jpg", "frost5.jpg", "frost6.jpg")
+    texture = cv2.imread(str(files("imagecorruptions") / "frost" / names[np.random.randint(5)]))
+    h, w = image.shape[:2]
+    top, left = np.random.randint(0, texture.shape[0] - h), np.random.randint(0, texture.shape[1] - w)
+    crop = texture[top : top + h, left : left + w][..., [2, 1, 0]]  # BGR read -> RGB
+    a, b = _FROST_WEIGHTS[severity - 1]
+    return np.clip(a * image.astype(np.float64) + b * crop, 0, 255).astype(np.uint8)
+
+
 def imagenet_crops(data_root, n: int = 64, size: int = 224, *, with_labels: bool = False):
     """``n`` centre crops (uint8 NHWC) of the shared ImageNet sample (256 px staged -> central ``size`` px).
 
