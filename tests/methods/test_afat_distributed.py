@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -19,19 +15,9 @@ WORKER = Path(__file__).with_name("ddp_afat_worker.py")
 
 
 @pytest.mark.slow
-def test_two_ranks_keep_one_corruption_model(tmp_path: Path) -> None:
+def test_two_ranks_keep_one_corruption_model(tmp_path: Path, torchrun) -> None:
     pytest.importorskip("timm")
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone", str(WORKER)]
-    proc = subprocess.Popen([*cmd, str(tmp_path)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, start_new_session=True)  # fmt: skip
-    try:
-        stdout, stderr = proc.communicate(timeout=240)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        stdout, stderr = proc.communicate()
-        pytest.fail(f"torchrun did not finish in 240 s:\n{stderr[-5000:]}")
-    assert proc.returncode == 0, stdout[-3000:] + stderr[-5000:]
+    torchrun(WORKER, tmp_path, timeout=240)
 
     reports = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
     # 16 images, 8 per rank, batch 4: 2 steps per epoch, 2 epochs; C steps once per step on each rank

@@ -1,10 +1,6 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 
@@ -64,21 +60,8 @@ def test_helpers_without_a_process_group(monkeypatch: pytest.MonkeyPatch) -> Non
 
 
 @pytest.mark.slow
-def test_two_process_training_and_sharded_evaluation(tmp_path: Path, make_data, make_model) -> None:
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone", str(WORKER)]
-    # a session of its own, so a hang can be ended together with the workers torchrun started
-    proc = subprocess.Popen(
-        [*cmd, str(tmp_path)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        start_new_session=True,
-    )  # fmt: skip
-    try:
-        stdout, stderr = proc.communicate(timeout=180)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        stdout, stderr = proc.communicate()
-        pytest.fail(f"torchrun did not finish in 180 s:\n{stderr[-5000:]}")
-    assert proc.returncode == 0, stdout[-3000:] + stderr[-5000:]
+def test_two_process_training_and_sharded_evaluation(tmp_path: Path, make_data, make_model, torchrun) -> None:
+    torchrun(WORKER, tmp_path)
 
     reports = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
     assert [r["rank"] for r in reports] == [0, 1] and all(r["world_size"] == 2 for r in reports)
