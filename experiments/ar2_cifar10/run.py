@@ -39,6 +39,9 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=0.01)
     parser.add_argument("--seed", type=int, default=0, help="seeds the held-out split, shuffling and corruptions")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--unified", action="store_true",
+                        help="one repaired model per method for all --corruptions (a corruption drawn per batch), "
+                             "evaluated on each of them")  # fmt: skip
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -50,11 +53,14 @@ def main() -> None:
     test.name = f"cifar10_test[:{args.n_test}]"
     exact = load_dataset("cifar10_exact", split="test")
     source = create_model(args.model)
+    corruptions = args.corruptions.split(",")
     config = AR2Config(iterations=args.iterations, refine_steps=args.steps, finetune_steps=args.steps,
-                       batch_size=args.batch_size, refine_lr=args.lr, finetune_lr=args.lr, seed=args.seed)  # fmt: skip
+                       batch_size=args.batch_size, refine_lr=args.lr, finetune_lr=args.lr, seed=args.seed,
+                       unified_corruptions=tuple(corruptions))  # fmt: skip
+    unified: dict[str, object] = {}  # method -> its one unified RepairResult, repaired on first use
     rows = []
     with Store(args.out / "results.db") as store, store.run("experiments/ar2_cifar10/run.py", vars(args)) as run_id:
-        for corruption in args.corruptions.split(","):
+        for corruption in corruptions:
             suite = f"clean,{corruption}:severities=1-5"
 
             def record(
@@ -81,9 +87,16 @@ def main() -> None:
             record(f"{args.model} (pretrained)", source, {"method": "none", "steps": 0})
             for method in args.methods.split(","):
                 started = time.monotonic()
-                result = repair(source, train, corruption=corruption, config=config, method=method, device="cpu")
+                if args.unified:
+                    if method not in unified:
+                        unified[method] = repair(source, train, corruption="unified", config=config, method=method,
+                                                 device="cpu")  # fmt: skip
+                    result = unified[method]
+                else:
+                    result = repair(source, train, corruption=corruption, config=config, method=method, device="cpu")
                 seconds = time.monotonic() - started
-                record(f"{method}[{corruption}]", result.model, {
+                label = f"{method}[unified]" if args.unified else f"{method}[{corruption}]"
+                record(label, result.model, {
                     "method": method, "steps": result.steps, "selected_iteration": result.selected_iteration,
                     "heldout_corrupted_acc": result.val_corrupted_acc, "repair_seconds": seconds,
                     "history": result.history,
