@@ -159,6 +159,34 @@ def gradients_enabled() -> Any:
         yield
 
 
+def check_first_logits(logits: Tensor, labels: Tensor, target: Tensor | None, num_classes: int | None,
+                       what: str) -> None:  # fmt: skip
+    """The checks that need the first logits: label ranges (when the model does not expose K) and probabilities."""
+    if num_classes is None:
+        check_label_range(labels, logits.shape[1])
+        if target is not None:
+            check_label_range(target, logits.shape[1], "target_labels")
+    warn_if_probabilities(logits, what)
+
+
+def fooled(logits: Tensor, labels: Tensor, target: Tensor | None) -> Tensor:
+    """Per image: misclassified (untargeted) or classified as its target (targeted)."""
+    pred = logits.detach().argmax(dim=1)
+    return pred != labels if target is None else pred == target
+
+
+def attack_inputs(
+    model: nn.Module, images: Tensor, labels: Tensor, target: Tensor | None, what: str
+) -> tuple[Tensor, Tensor, Tensor | None]:
+    """Autograd-usable copies of the inputs (inference-mode tensors are cloned), after the once-per-call warnings.
+
+    Call inside :func:`gradients_enabled`.
+    """
+    x, labels = as_normal_tensor(images), as_normal_tensor(labels)
+    warn_once_per_call(model, x, what)
+    return x, labels, None if target is None else as_normal_tensor(target)
+
+
 def as_normal_tensor(images: Tensor) -> Tensor:
     """A detached tensor usable in autograd (a clone if ``images`` is an inference-mode tensor)."""
     return images.clone() if images.is_inference() else images.detach()

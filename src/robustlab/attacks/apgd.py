@@ -24,13 +24,12 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from robustlab.attacks import _common as c
 from robustlab.attacks._registry import ATTACKS
 from robustlab.attacks.gradient import _check_arguments, _project_, _random_start
-from robustlab.attacks.losses import cw_loss, dlr_loss
+from robustlab.attacks.losses import per_sample_objective
 
 __all__ = ["apgd", "apgd_checkpoints"]
 
@@ -50,16 +49,6 @@ def apgd_checkpoints(steps: int) -> list[int]:
         p.append(nxt)
     points = sorted({math.ceil(q * steps - 1e-9) for q in p[1:]})
     return [w for w in points if 0 < w < steps]
-
-
-def _per_image_objective(logits: Tensor, labels: Tensor, loss: str, target: Tensor | None) -> Tensor:
-    if loss == "ce":
-        if target is None:
-            return F.cross_entropy(logits, labels, reduction="none")
-        return -F.cross_entropy(logits, target, reduction="none")
-    if loss == "cw":
-        return cw_loss(logits, labels, target)
-    return dlr_loss(logits, labels, target)
 
 
 def _step_direction(grad: Tensor, norm: str) -> Tensor:
@@ -131,9 +120,7 @@ def apgd(
         return images.detach().clone()
 
     with c.gradients_enabled():
-        x, labels = c.as_normal_tensor(images), c.as_normal_tensor(labels)
-        target = None if target is None else c.as_normal_tensor(target)
-        c.warn_once_per_call(model, x, what)
+        x, labels, target = c.attack_inputs(model, images, labels, target, what)
         out = x.clone()
         todo = torch.arange(x.shape[0], device=x.device)  # images not fooled yet
         for restart in range(restarts):
@@ -175,16 +162,10 @@ def _run(
         point = point.detach().requires_grad_(True)
         logits = model(point)
         if check:
-            if num_classes is None:
-                c.check_label_range(labels, logits.shape[1])
-                if target is not None:
-                    c.check_label_range(target, logits.shape[1], "target_labels")
-            c.warn_if_probabilities(logits, "apgd")
-        values = _per_image_objective(logits, labels, loss, target)
+            c.check_first_logits(logits, labels, target, num_classes, "apgd")
+        values = per_sample_objective(logits, labels, loss, target)
         (grad,) = torch.autograd.grad(values.sum(), point)
-        pred = logits.detach().argmax(dim=1)
-        success = pred != labels if target is None else pred == target
-        return values.detach(), grad.detach(), success
+        return values.detach(), grad.detach(), c.fooled(logits, labels, target)
 
     current = _project_point(x + delta, x, eps, norm)
     f_cur, grad, success = evaluate(current, check=first)
@@ -192,7 +173,7 @@ def _run(
         c.warn_if_zero_gradients(grad[~success], "apgd")
     best, f_best, grad_best = current.clone(), f_cur.clone(), grad.clone()
     fooled = success.clone()
-    result = torch.where(fooled.view(view), current, best)
+    result = current.clone()  # per image: the first iterate that fooled the model (set below), else the best
     previous = current.clone()
     eta = torch.full((n,), 2.0 * eps, dtype=x.dtype, device=x.device)
 

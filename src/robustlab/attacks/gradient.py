@@ -127,9 +127,7 @@ def _gradient_attack(
         return images.detach().clone()
 
     with c.gradients_enabled():
-        x, labels = c.as_normal_tensor(images), c.as_normal_tensor(labels)
-        target = None if target is None else c.as_normal_tensor(target)
-        c.warn_once_per_call(model, x, what)
+        x, labels, target = c.attack_inputs(model, images, labels, target, what)
         if start is None and random_start:
             start = _random_start(x.shape, eps, norm, generator, x)
         # the one buffer the loop updates in place: x + delta, kept inside the eps-ball and [0, 1]
@@ -141,30 +139,22 @@ def _gradient_attack(
             adv.requires_grad_(True)
             logits = model(adv)
             if step == 0:
-                if num_classes is None:
-                    c.check_label_range(labels, logits.shape[1])
-                    if target is not None:
-                        c.check_label_range(target, logits.shape[1], "target_labels")
-                c.warn_if_probabilities(logits, what)
+                c.check_first_logits(logits, labels, target, num_classes, what)
             objective = attack_objective(logits, labels, loss, target)
             (grad,) = torch.autograd.grad(objective, adv)
             adv.requires_grad_(False)
             grad = grad.contiguous()  # updated in place below; an expanded gradient would refuse that
+            done = c.fooled(logits, labels, target) if step == 0 or out is not None else None
             if step == 0:
                 # images already misclassified (reaching their target) need no step: DLR is flat on many of them
-                pred0 = logits.detach().argmax(dim=1)
-                unfooled = pred0 == labels if target is None else pred0 != target
-                c.warn_if_zero_gradients(grad[unfooled], what)
-            if out is not None:
-                pred = logits.detach().argmax(dim=1)
-                done = pred != labels if target is None else pred == target
-                if bool(done.any()):
-                    out[rows[done]] = adv[done]
-                    keep = ~done
-                    adv, grad, x, labels, rows = adv[keep], grad[keep], x[keep], labels[keep], rows[keep]
-                    target = None if target is None else target[keep]
-                    if not rows.numel():
-                        break
+                c.warn_if_zero_gradients(grad[~done], what)
+            if out is not None and bool(done.any()):
+                out[rows[done]] = adv[done]
+                keep = ~done
+                adv, grad, x, labels, rows = adv[keep], grad[keep], x[keep], labels[keep], rows[keep]
+                target = None if target is None else target[keep]
+                if not rows.numel():
+                    break
             del logits, objective  # free the graph's activations before the update
             with torch.no_grad():
                 if norm == "linf":

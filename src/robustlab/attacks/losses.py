@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["attack_objective", "cw_loss", "dlr_loss"]
+__all__ = ["attack_objective", "cw_loss", "dlr_loss", "per_sample_objective"]
 
 
 def dlr_loss(logits: Tensor, labels: Tensor, target_labels: Tensor | None = None) -> Tensor:
@@ -77,6 +77,30 @@ def cw_loss(logits: Tensor, labels: Tensor, target_labels: Tensor | None = None)
     return others - own if target_labels is None else own - others
 
 
+def per_sample_objective(logits: Tensor, labels: Tensor, loss: str, target_labels: Tensor | None = None) -> Tensor:
+    """The per-sample objective an attack maximises (:func:`attack_objective` is its batch mean).
+
+    Args:
+        logits: model outputs ``(N, K)``.
+        labels: true classes ``(N,)``.
+        loss: ``"ce"`` (targeted: minus the cross-entropy to the target), ``"dlr"`` or ``"cw"``.
+        target_labels: classes to reach ``(N,)`` for a targeted attack.
+
+    Returns:
+        One value per sample, shape ``(N,)``.
+
+    Raises:
+        ValueError: DLR or C&W with fewer classes than it needs.
+    """
+    if loss == "ce":
+        if target_labels is None:
+            return F.cross_entropy(logits, labels, reduction="none")
+        return -F.cross_entropy(logits, target_labels, reduction="none")
+    if loss == "cw":
+        return cw_loss(logits, labels, target_labels)
+    return dlr_loss(logits, labels, target_labels)
+
+
 def attack_objective(logits: Tensor, labels: Tensor, loss: str, target_labels: Tensor | None = None) -> Tensor:
     """The scalar an attack maximises: the batch mean of the per-sample objective.
 
@@ -98,10 +122,8 @@ def attack_objective(logits: Tensor, labels: Tensor, loss: str, target_labels: T
     Raises:
         ValueError: DLR or C&W with fewer classes than it needs (see :func:`dlr_loss`, :func:`cw_loss`).
     """
-    if loss == "cw":
-        return cw_loss(logits, labels, target_labels).mean()
-    if loss == "ce":
+    if loss == "ce":  # the fused mean, whose rounding torchattacks' iterates are compared against
         if target_labels is None:
             return F.cross_entropy(logits, labels)
         return -F.cross_entropy(logits, target_labels)
-    return dlr_loss(logits, labels, target_labels).mean()
+    return per_sample_objective(logits, labels, loss, target_labels).mean()
