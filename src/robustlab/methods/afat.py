@@ -474,7 +474,7 @@ class AFATLoss:
             raise ValueError(f"the corruptor was built for patch {self.corruptor.patch_size} and grid "
                              f"{self.corruptor.grid}, but {clf.name} has patch {patch} and grid {grid}")  # fmt: skip
         self.corruptor.to(clf.device)
-        if self._group is None and distributed.is_distributed() and distributed.world_size() > 1:
+        if self._group is None and _multi_process():
             self._group = dist.new_group()  # collective: every rank reaches this on its first loss call
         if self._pending is not None:  # a resumed run: C continues from its checkpoint
             self._apply_pending()
@@ -486,7 +486,7 @@ class AFATLoss:
             logits = model(images)
             return F.cross_entropy(logits, labels), logits
         clf = _classifier(model)
-        needs_group = self._group is None and distributed.is_distributed() and distributed.world_size() > 1
+        needs_group = self._group is None and _multi_process()
         fresh = self.corruptor is None or self.steps == 0 or self._pending is not None or needs_group
         corruptor = self.prepare(clf) if fresh else self.corruptor
         generator = rng.make_generator(cfg.seed, "afat_step", self.steps)
@@ -540,14 +540,12 @@ class AFATLoss:
         assert self.corruptor is not None and self.optimizer is not None
         params = list(self.corruptor.parameters())
         grads = [torch.zeros_like(p) if g is None else g.detach() for p, g in zip(params, grads, strict=True)]
-        if distributed.is_distributed() and distributed.world_size() > 1:
+        if self._group is not None:
             # under torchrun every rank sees its own shard: average C's gradient so all ranks keep one C (as DDP
             # does for the ViT). A group of its own keeps this collective out of DDP's bucket order
-            if self._group is None:
-                raise RuntimeError("AFATLoss: C's process group is missing; call prepare() on every rank first")
             for g in grads:
                 dist.all_reduce(g, group=self._group)
-                g.div_(distributed.world_size())
+                g.div_(dist.get_world_size(self._group))
         if any(not torch.isfinite(g).all() for g in grads):
             return  # an fp16 overflow step, which fit's GradScaler skips too (on every rank alike)
         for p, g in zip(params, grads, strict=True):
@@ -556,6 +554,11 @@ class AFATLoss:
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.adversary_steps += 1
+
+
+def _multi_process() -> bool:
+    """Running under torchrun with more than one rank (C's gradient is then averaged over the ranks)."""
+    return distributed.is_distributed() and distributed.world_size() > 1
 
 
 def _classifier_head_logits(clf: Classifier, tokens: list[Tensor]) -> Tensor:
