@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from robustlab.cli import app
@@ -46,6 +47,19 @@ def test_demo_offline_digits(tmp_path, monkeypatch) -> None:
     assert again.exit_code == 0, again.output
     assert _rows(db) == 82
     assert "0 new results" in again.output
+    # the demo is a pure function of its seed: a fresh directory, with torch's global generator elsewhere, trains the
+    # same weights and measures the same numbers
+    other = tmp_path / "other"
+    other.mkdir()
+    monkeypatch.chdir(other)
+    torch.manual_seed(12345)
+    fresh = runner.invoke(app, ["demo", "--max-seconds", "600"])
+    assert fresh.exit_code == 0, fresh.output
+    weights = "runs/demo/small_cnn_digits.safetensors"
+    assert (tmp_path / weights).read_bytes() == (other / weights).read_bytes()
+    query = "SELECT perturbation, severity, params_json, value FROM results ORDER BY 1, 2, 3"
+    with sqlite3.connect(db) as first, sqlite3.connect(other / "robustlab.db") as second:
+        assert first.execute(query).fetchall() == second.execute(query).fetchall()
 
 
 @pytest.mark.realdata

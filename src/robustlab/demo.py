@@ -110,7 +110,7 @@ def run_demo(
         mode, spec, sigmas = "digits", "cifar:small_cnn", DIGITS_SIGMAS
         train = load_dataset("digits", split="train")
         test = load_dataset("digits", split="test")
-        model = create_model(spec, pretrained=False, class_names=train.class_names, device=device)
+        model = create_model(spec, pretrained=False, class_names=train.class_names, device=device, seed=seed)
         workdir = Path(workdir)
         workdir.mkdir(parents=True, exist_ok=True)
         emit({"kind": "stage", "description": "training cifar:small_cnn on digits"})

@@ -103,3 +103,27 @@ def test_vit_tiny_warns_that_it_has_no_pretrained_weights() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         create_model("cifar:vit_tiny_patch4", pretrained=False)
+
+
+def _state(model: torch.nn.Module) -> list[torch.Tensor]:
+    return [t.detach().clone() for t in model.state_dict().values()]
+
+
+@pytest.mark.parametrize("spec", ["cifar:small_cnn", "timm:test_resnet"])
+def test_seed_makes_random_weights_reproducible_and_leaves_global_rng_alone(spec: str) -> None:
+    torch.manual_seed(1)
+    a = create_model(spec, pretrained=False, num_classes=10, seed=0)
+    after_a = torch.rand(3)  # what the global generator gives next, seeded 1 and untouched by the seeded build
+    torch.manual_seed(2)
+    b = create_model(spec, pretrained=False, num_classes=10, seed=0)
+    torch.manual_seed(1)
+    assert torch.equal(after_a, torch.rand(3))
+    c = create_model(spec, pretrained=False, num_classes=10, seed=1)
+    assert all(torch.equal(x, y) for x, y in zip(_state(a), _state(b), strict=True))
+    assert not all(torch.equal(x, y) for x, y in zip(_state(a), _state(c), strict=True))
+
+
+@pytest.mark.parametrize("seed", [1.5, "0", True])
+def test_seed_must_be_an_integer(seed: object) -> None:
+    with pytest.raises(ValueError, match="seed must be an integer"):
+        create_model("cifar:small_cnn", pretrained=False, seed=seed)

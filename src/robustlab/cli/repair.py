@@ -76,7 +76,7 @@ def ar2_command(
         dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         train = head(load_dataset(data, split="train", data_dir=data_dir), n_train)
         test = None if eval_suite == "none" else head(load_dataset(data, split="test", data_dir=data_dir), n_eval)
-        source = create_model(model, class_names=train.class_names, data_dir=data_dir, device=dev)
+        source = create_model(model, class_names=train.class_names, data_dir=data_dir, device=dev, seed=seed)
         run_config = {"model": model, "data": data, "corruption": corruption, "method": method,
                       "n_train": len(train), "eval_suite": eval_suite, "n_eval": None if test is None else len(test),
                       "ar2": config.to_dict()}  # fmt: skip

@@ -37,7 +37,7 @@ def train_command(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing OUT (otherwise refused)."),
     data_dir: Path | None = typer.Option(None, "--data-dir", envvar="ROBUSTLAB_DATA"),
     device: str | None = typer.Option(None, "--device"),
-    seed: int = typer.Option(0, "--seed"),
+    seed: int = typer.Option(0, "--seed", help="Seed of the initial weights, the data order and the augmentation."),
 ) -> None:
     """Train (or fine-tune) a model and save it as a checkpoint `create_model("file:OUT")` reloads."""
     from robustlab.data import load_dataset
@@ -56,7 +56,7 @@ def train_command(
         train = load_dataset(data, split="train", data_dir=data_dir)
         test = load_dataset(data, split="test", data_dir=data_dir)
         clf = create_model(
-            model, pretrained=pretrained, class_names=train.class_names, data_dir=data_dir, device=device
+            model, pretrained=pretrained, class_names=train.class_names, data_dir=data_dir, device=device, seed=seed
         )
         state = out.with_name(out.name + ".train_state.pt")
         with make_progress() as progress:

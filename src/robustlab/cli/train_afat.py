@@ -69,7 +69,8 @@ def afat_command(
         dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         train = head(load_dataset(data, split="train", data_dir=data_dir), n_train)
         test = None if eval_suite == "none" else head(load_dataset(data, split="test", data_dir=data_dir), n_eval)
-        clf = create_model(model, pretrained=pretrained, class_names=train.class_names, data_dir=data_dir, device=dev)
+        clf = create_model(model, pretrained=pretrained, class_names=train.class_names, data_dir=data_dir, device=dev,
+                           seed=seed)
         patch, grid = patch_geometry(clf)  # refuse a non-ViT before any training
         run_config = {"model": model, "data": data, "n_train": len(train), "epochs": epochs, "lr": lr,
                       "batch_size": batch_size, "optimizer": optimizer, "weight_decay": weight_decay,

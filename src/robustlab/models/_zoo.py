@@ -76,6 +76,7 @@ def create_model(
     num_classes: int | None = None,
     device: str | torch.device | None = None,
     data_dir: str | os.PathLike[str] | None = None,
+    seed: int | None = None,
 ) -> Classifier:
     """Build a classifier that takes [0, 1] pixels, in eval mode, on ``device``.
 
@@ -92,6 +93,9 @@ def create_model(
         num_classes: number of outputs, when no names are given.
         device: where to put the model (default CPU).
         data_dir: the shared data folder holding ``weights/``; default ``$ROBUSTLAB_DATA``.
+        seed: draw every randomly initialised weight (``pretrained=False``, a new head) from this seed, so the
+            same call gives the same model in any process; torch's global random state is left as it was.
+            None draws from the global generator.
 
     Returns:
         A :class:`Classifier` in eval mode.
@@ -117,7 +121,33 @@ def create_model(
         raise ValueError(f"model spec must be a non-empty string such as 'cifar:resnet20', got {spec!r}")
     if weights is not None and not isinstance(weights, (str, os.PathLike)):
         raise ValueError(f"weights must be a path to a weights file, got {type(weights).__name__}")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        raise ValueError(f"seed must be an integer or None, got {seed!r}")
     spec = spec.strip()
+    if seed is None:
+        model = _build(spec, pretrained, weights, class_names, num_classes, data_dir)
+    else:
+        # the builders initialise on the CPU, so forking the CPU generator covers every random draw
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = _build(spec, pretrained, weights, class_names, num_classes, data_dir)
+    model.arch = model.arch or model.name
+    model.name = spec
+    model.eval()
+    if device is not None:
+        model.to(device)
+    log.debug("created %s (%d classes, family %s)", spec, model.num_classes, model.family)
+    return model
+
+
+def _build(
+    spec: str,
+    pretrained: bool,
+    weights: str | os.PathLike[str] | None,
+    class_names: Sequence[str] | None,
+    num_classes: int | None,
+    data_dir: str | os.PathLike[str] | None,
+) -> Classifier:
     scheme, sep, name = spec.partition(":")
     if sep and scheme in _LOADER_SCHEMES:
         if not name:
@@ -136,12 +166,6 @@ def create_model(
             raise ValueError(close_matches_message("model", spec, _known_specs()))
         model = MODELS.get(key)(pretrained=pretrained, weights=weights, class_names=class_names,
                                 num_classes=num_classes, data_dir=data_dir)
-    model.arch = model.arch or model.name
-    model.name = spec
-    model.eval()
-    if device is not None:
-        model.to(device)
-    log.debug("created %s (%d classes, family %s)", spec, model.num_classes, model.family)
     return model
 
 
