@@ -68,8 +68,13 @@ def test_saving_needs_an_architecture(tmp_path: Path) -> None:
 def test_corrupt_file_names_the_file(tmp_path: Path) -> None:
     path = tmp_path / "corrupt.pt"
     path.write_bytes(os.urandom(256))
-    with pytest.raises(ValueError, match="corrupt.pt"):
+    with pytest.raises(ValueError, match="corrupt.pt") as err:
         create_model(f"file:{path}")
+    assert "refusing" not in str(err.value)  # damaged, not a pickled object
+    text = tmp_path / "notes.pt"
+    text.write_text("not a checkpoint\n")
+    with pytest.raises(ValueError, match=r"cannot read .*notes.pt as a torch file .*: Unsupported operand"):
+        create_model(f"file:{text}")
     truncated = tmp_path / "trunc.safetensors"
     save_checkpoint(create_model("cifar:resnet20", pretrained=False), truncated)
     truncated.write_bytes(truncated.read_bytes()[:1000])

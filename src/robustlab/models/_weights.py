@@ -54,16 +54,27 @@ def read_file(path: str | os.PathLike[str]) -> tuple[Any, dict[str, str]]:
         content = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
         text = str(e)
-        if "weights_only" in text or "Unsupported global" in text:
+        # torch words every refusal of its safe unpickler "Weights only load failed"; only an unsupported GLOBAL
+        # (a class or function to import) is a pickled object, anything else is a damaged or foreign file
+        if "GLOBAL" in text:
             raise ValueError(
                 f"refusing to load {path}: it pickles Python objects other than tensors and plain data, "
                 "and robustlab never unpickles arbitrary objects (that can run code). Re-save just the "
                 "state dict (torch.save(model.state_dict(), path)) or use robustlab.models.save_checkpoint"
             ) from e
         raise ValueError(
-            f"cannot read {path} as a torch file (corrupt, truncated or not a checkpoint): {e}"
+            f"cannot read {path} as a torch file (corrupt, truncated or not a checkpoint): {_torch_reason(text)}"
         ) from e
     return content, {}
+
+
+def _torch_reason(text: str) -> str:
+    """The informative part of a torch.load error (its unpickler's finding, without the advice around it)."""
+    marker = "WeightsUnpickler error:"
+    if marker in text:
+        text = text.split(marker, 1)[1]
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return lines[0][:300] if lines else "unknown error"
 
 
 def unwrap_state_dict(content: Any, path: str | os.PathLike[str]) -> dict[str, Tensor]:
