@@ -77,3 +77,18 @@ def test_runs_inside_a_worst_case_cascade_by_name(resnet20) -> None:
 def test_bad_arguments_are_refused_by_name(kwargs: dict, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         apgd(linear_classifier(size=8), images(2, 8), torch.tensor([0, 1]), **kwargs)
+
+
+def test_fooled_images_leave_the_batch_and_keep_their_fooling_iterate() -> None:
+    model = linear_classifier(size=8, seed=3)
+    x = images(32, 8, seed=4)
+    y = model(x).argmax(1)
+    seen: list[int] = []
+    model.register_forward_hook(lambda module, inputs, output: seen.append(inputs[0].shape[0]))
+    adv = apgd(model, x, y, eps=2 / 255, steps=30, generator=gen(0))
+    calls = seen[seen.index(32) :]  # after the model checks' small probes: the start point, then one call a step
+    with torch.no_grad():
+        fooled = int((model(adv).argmax(1) != y).sum())
+    assert 0 < fooled < 32  # some fall, some stand
+    assert len(calls) == 31 and calls == sorted(calls, reverse=True)  # the batch only shrinks ...
+    assert calls[-1] == 32 - fooled  # ... to the images still standing: the fallen cost nothing more

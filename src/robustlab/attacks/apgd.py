@@ -154,26 +154,33 @@ def _run(
     *,
     first: bool,
 ) -> tuple[Tensor, Tensor]:
-    """One APGD run from ``x + delta``: ``(adversarial images, fooled mask)``."""
+    """One APGD run from ``x + delta``: ``(adversarial images, fooled mask)``.
+
+    An image's result is fixed by the first iterate that fools the model, so from then on it leaves the batch: each
+    step runs the model on the images still standing only. Their iterates are per image, so this changes nothing
+    but the time (at 8/255 on a robust CIFAR model most images fall within the first steps).
+    """
     n = x.shape[0]
     view = (-1,) + (1,) * (x.ndim - 1)
 
-    def evaluate(point: Tensor, check: bool = False) -> tuple[Tensor, Tensor, Tensor]:
+    def evaluate(point: Tensor, rows: Tensor | None, check: bool = False) -> tuple[Tensor, Tensor, Tensor]:
+        y = labels if rows is None else labels[rows]
+        t = target if target is None or rows is None else target[rows]
         point = point.detach().requires_grad_(True)
         logits = model(point)
         if check:
-            c.check_first_logits(logits, labels, target, num_classes, "apgd")
-        values = per_sample_objective(logits, labels, loss, target)
+            c.check_first_logits(logits, y, t, num_classes, "apgd")
+        values = per_sample_objective(logits, y, loss, t)
         (grad,) = torch.autograd.grad(values.sum(), point)
-        return values.detach(), grad.detach(), c.fooled(logits, labels, target)
+        return values.detach(), grad.detach(), c.fooled(logits, y, t)
 
     current = _project_point(x + delta, x, eps, norm)
-    f_cur, grad, success = evaluate(current, check=first)
+    f_cur, grad, success = evaluate(current, None, check=first)
     if first:  # images already fooled need no step (DLR is flat on misclassified images)
         c.warn_if_zero_gradients(grad[~success], "apgd")
     best, f_best, grad_best = current.clone(), f_cur.clone(), grad.clone()
     fooled = success.clone()
-    result = current.clone()  # per image: the first iterate that fooled the model (set below), else the best
+    result = current.clone()  # per image: the first iterate that fooled the model, else the best
     previous = current.clone()
     eta = torch.full((n,), 2.0 * eps, dtype=x.dtype, device=x.device)
 
@@ -183,21 +190,32 @@ def _run(
     f_best_at_check = f_best.clone()
     reduced_at_check = torch.ones(n, dtype=torch.bool, device=x.device)  # no condition (2) at the first checkpoint
     for k in range(steps):
+        standing = (~fooled).nonzero().squeeze(1)
+        if not standing.numel():
+            break
+        rows = None if standing.numel() == n else standing  # None: every image, no gathers
         with torch.no_grad():
             alpha = 1.0 if k == 0 else 0.75
-            z = _project_point(current + eta.view(view) * _step_direction(grad, norm), x, eps, norm)
-            moved = current + alpha * (z - current) + (1 - alpha) * (current - previous)
-            previous, current = current, _project_point(moved, x, eps, norm)
-        f_new, grad, success = evaluate(current)
+            cur = current if rows is None else current[rows]
+            prev = previous if rows is None else previous[rows]
+            step = eta if rows is None else eta[rows]
+            x_r = x if rows is None else x[rows]
+            z = _project_point(cur + step.view(view) * _step_direction(grad if rows is None else grad[rows], norm),
+                               x_r, eps, norm)  # fmt: skip
+            moved = _project_point(cur + alpha * (z - cur) + (1 - alpha) * (cur - prev), x_r, eps, norm)
+        f_new, g_new, success = evaluate(moved, rows)
         with torch.no_grad():
-            newly = success & ~fooled
-            result[newly] = current[newly]
-            fooled |= success
-            increases += (f_new > f_cur).long()
-            f_cur = f_new
-            better = f_new > f_best
-            best[better], f_best[better], grad_best[better] = current[better], f_new[better], grad[better]
+            idx = standing
+            previous[idx], current[idx], grad[idx] = cur, moved, g_new
+            result[idx[success]] = moved[success]
+            fooled[idx] |= success
+            increases[idx] += (f_new > f_cur[idx]).long()
+            f_cur[idx] = f_new
+            better = f_new > f_best[idx]
+            up = idx[better]
+            best[up], f_best[up], grad_best[up] = moved[better], f_new[better], g_new[better]
             if k + 1 in checkpoints:
+                # fooled images keep their result whatever happens to their step size, so every image is updated
                 span = k + 1 - last_check
                 stalled = increases.double() < rho * span
                 flat = ~reduced_at_check & (f_best <= f_best_at_check)
