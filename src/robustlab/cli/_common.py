@@ -1,9 +1,10 @@
-"""Helpers shared by the CLI verbs: turning library errors into one-line messages, progress bars."""
+"""Helpers shared by the CLI verbs: their common options, one-line messages for library errors, progress bars."""
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -21,6 +22,19 @@ from robustlab.engine.loading import load_model_and_data  # noqa: F401  (re-expo
 
 console = Console()
 err_console = Console(stderr=True)
+
+
+# options that several verbs share, declared once so that they read and behave the same everywhere
+def db_option(help: str = "Results store (SQLite).") -> Any:
+    return typer.Option(Path("robustlab.db"), "--db", help=help)
+
+
+def data_dir_option(help: str = "The shared data folder (datasets, weights/).") -> Any:
+    return typer.Option(None, "--data-dir", envvar="ROBUSTLAB_DATA", help=help)
+
+
+def device_option() -> Any:
+    return typer.Option(None, "--device", help="cpu, cuda, cuda:1 ... (default: cuda if present).")
 
 # errors a user can fix: shown as one line, never as a traceback
 USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, RuntimeError, ImportError, KeyError)

@@ -23,6 +23,9 @@ import typer
 from robustlab.cli._app import app
 from robustlab.cli._common import (
     console,
+    data_dir_option,
+    db_option,
+    device_option,
     load_model_and_data,
     make_progress,
     progress_callback,
@@ -93,12 +96,12 @@ def attack_command(
     n: int | None = typer.Option(None, "--n", min=1, help="Attack only the first N samples."),
     png: bool = typer.Option(False, "--png", help="Also write every adversarial example as an 8-bit PNG."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace files of an earlier run in --out."),
-    db: Path = typer.Option(Path("robustlab.db"), "--db", help="Results store (SQLite)."),
+    db: Path = db_option(),
     split: str = typer.Option("test", "--split"),
     batch_size: int = typer.Option(128, "--batch-size", min=1),
     seed: int = typer.Option(0, "--seed", help="Seed of the per-sample random starts."),
-    device: str | None = typer.Option(None, "--device", help="cpu, cuda, cuda:1 ... (default: cuda if present)."),
-    data_dir: Path | None = typer.Option(None, "--data-dir", envvar="ROBUSTLAB_DATA"),
+    device: str | None = device_option(),
+    data_dir: Path | None = data_dir_option(),
     pretrained: bool = typer.Option(True, "--pretrained/--random-init"),
 ) -> None:
     """Attack a dataset with one attack setting; write adversarial examples and per-sample outcomes."""

@@ -36,7 +36,7 @@ import typer
 from torch import Tensor
 
 from robustlab.cli._app import app
-from robustlab.cli._common import console, make_progress, user_errors
+from robustlab.cli._common import console, data_dir_option, device_option, make_progress, user_errors
 
 log = logging.getLogger(__name__)
 
@@ -491,8 +491,8 @@ def corrupt_command(
     n: int | None = typer.Option(None, "--n", min=1, help="Corrupt only the first N images."),
     seed: int = typer.Option(0, "--seed", help="Seed of the per-sample generators."),
     batch_size: int = typer.Option(64, "--batch-size", min=1),
-    device: str | None = typer.Option(None, "--device", help="cpu, cuda, cuda:1 ... (default: cuda if present)."),
-    data_dir: Path | None = typer.Option(None, "--data-dir", envvar="ROBUSTLAB_DATA"),
+    device: str | None = device_option(),
+    data_dir: Path | None = data_dir_option(),
     profile: str | None = typer.Option(
         None, "--profile", help="Severity parameters: imagenet, cifar or tiny (default: from the image size)."
     ),

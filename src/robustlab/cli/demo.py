@@ -8,19 +8,17 @@ import typer
 from rich.table import Table
 
 from robustlab.cli._app import app
-from robustlab.cli._common import console, make_progress, user_errors
+from robustlab.cli._common import console, data_dir_option, db_option, device_option, make_progress, user_errors
 
 
 @app.command("demo")
 def demo_command(
-    db: Path = typer.Option(Path("robustlab.db"), "--db", help="Results store (SQLite)."),
+    db: Path = db_option(),
     out: Path = typer.Option(Path("robustlab-report.html"), "--out", help="HTML report to write."),
-    data_dir: Path | None = typer.Option(
-        None, "--data-dir", envvar="ROBUSTLAB_DATA", help="Shared data folder; with CIFAR-10 there, use it."
-    ),
+    data_dir: Path | None = data_dir_option("Shared data folder; with CIFAR-10 there, use it."),
     n: int | None = typer.Option(None, "--n", min=1, help="Evaluate only the first N test images."),
     max_seconds: float = typer.Option(150.0, "--max-seconds", min=1, help="Training time budget (digits)."),
-    device: str | None = typer.Option(None, "--device", help="cpu, cuda, cuda:1 ... (default: cuda if present)."),
+    device: str | None = device_option(),
     seed: int = typer.Option(0, "--seed"),
 ) -> None:
     """Train or load a model, measure it clean, under 15 corruptions and under noise; store it all; write a report."""

@@ -8,7 +8,15 @@ import typer
 from rich.table import Table
 
 from robustlab.cli._app import app
-from robustlab.cli._common import console, load_model_and_data, make_progress, user_errors
+from robustlab.cli._common import (
+    console,
+    data_dir_option,
+    db_option,
+    device_option,
+    load_model_and_data,
+    make_progress,
+    user_errors,
+)
 
 
 @app.command("eval")
@@ -23,14 +31,14 @@ def eval_command(
         "'noise:sigmas=0.02+0.04', 'fog:severities=1-3', 'pgd:eps=8/255,steps=20'.",
     ),  # fmt: skip
     n: int | None = typer.Option(None, "--n", min=1, help="Evaluate only the first N samples."),
-    db: Path = typer.Option(Path("robustlab.db"), "--db", help="Results store (SQLite)."),
+    db: Path = db_option(),
     split: str = typer.Option("test", "--split"),
     batch_size: int = typer.Option(128, "--batch-size", min=1),
     seed: int = typer.Option(0, "--seed", help="Seed of every perturbation's per-sample generators."),
     profile: str | None = typer.Option(None, "--profile", help="Corruption parameters: imagenet, cifar or tiny."),
-    device: str | None = typer.Option(None, "--device", help="cpu, cuda, cuda:1 ... (default: cuda if present)."),
+    device: str | None = device_option(),
     workers: int = typer.Option(0, "--workers", min=0, help="Data-loading processes (image folders)."),
-    data_dir: Path | None = typer.Option(None, "--data-dir", envvar="ROBUSTLAB_DATA"),
+    data_dir: Path | None = data_dir_option(),
     pretrained: bool = typer.Option(True, "--pretrained/--random-init"),
     corrupted_data: Path | None = typer.Option(
         None,

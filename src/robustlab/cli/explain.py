@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from robustlab.cli._app import app
-from robustlab.cli._common import console, load_model_and_data, user_errors
+from robustlab.cli._common import console, data_dir_option, db_option, device_option, load_model_and_data, user_errors
 
 
 def _default_method(clf: object) -> str:
@@ -54,12 +54,12 @@ def explain_command(
     indices: str | None = typer.Option(None, "--indices", help="Comma-separated sample indices instead of --n."),
     out: Path = typer.Option(Path("explain.png"), "--out", help="PNG file to write."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out file."),
-    db: Path = typer.Option(Path("robustlab.db"), "--db", help="Results store (SQLite): the run is recorded."),
+    db: Path = db_option("Results store (SQLite): the run is recorded."),
     split: str = typer.Option("test", "--split"),
     seed: int = typer.Option(0, "--seed", help="Seed of the corruption's per-sample generators."),
     profile: str | None = typer.Option(None, "--profile", help="Corruption parameters: imagenet, cifar or tiny."),
-    device: str | None = typer.Option(None, "--device", help="cpu, cuda ... (default: cuda if present)."),
-    data_dir: Path | None = typer.Option(None, "--data-dir", envvar="ROBUSTLAB_DATA"),
+    device: str | None = device_option(),
+    data_dir: Path | None = data_dir_option(),
     pretrained: bool = typer.Option(True, "--pretrained/--random-init"),
 ) -> None:
     """Write a PNG grid: image, perturbed image, and their explanation maps overlaid (same class for both)."""

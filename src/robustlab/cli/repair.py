@@ -7,7 +7,16 @@ from pathlib import Path
 import typer
 
 from robustlab.cli._app import app
-from robustlab.cli._common import batch_callback, console, make_progress, refuse_overwrite, user_errors
+from robustlab.cli._common import (
+    batch_callback,
+    console,
+    data_dir_option,
+    db_option,
+    device_option,
+    make_progress,
+    refuse_overwrite,
+    user_errors,
+)
 
 repair_app = typer.Typer(help="Repair a pretrained model against corruptions.", no_args_is_help=True)
 app.add_typer(repair_app, name="repair")
@@ -43,10 +52,10 @@ def ar2_command(
         "1-5; 'clean,corruptions' for unified). 'none' skips evaluation.",
     ),
     n_eval: int | None = typer.Option(None, "--n-eval", min=1, help="Evaluate on the first N test images."),
-    db: Path = typer.Option(Path("robustlab.db"), "--db", help="Results store (SQLite)."),
+    db: Path = db_option(),
     seed: int = typer.Option(0, "--seed"),
-    data_dir: Path | None = typer.Option(None, "--data-dir", envvar="ROBUSTLAB_DATA"),
-    device: str | None = typer.Option(None, "--device", help="cpu, cuda ... (default: cuda if present)."),
+    data_dir: Path | None = data_dir_option(),
+    device: str | None = device_option(),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing checkpoints (otherwise refused)."),
 ) -> None:
     """Repair MODEL against a corruption with AR2 (or --baseline), save it, and evaluate it into the store."""

@@ -7,12 +7,12 @@ from pathlib import Path
 import typer
 
 from robustlab.cli._app import app
-from robustlab.cli._common import console, user_errors
+from robustlab.cli._common import console, db_option, user_errors
 
 
 @app.command("report")
 def report_command(
-    db: Path = typer.Option(Path("robustlab.db"), "--db", help="Results store (SQLite)."),
+    db: Path = db_option(),
     out: Path = typer.Option(Path("robustlab-report.html"), "--out", help="HTML file to write."),
     title: str = typer.Option("robustlab report", "--title"),
     baseline: str | None = typer.Option(None, "--baseline", help="Model to show per-corruption errors against."),

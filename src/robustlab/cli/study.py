@@ -8,7 +8,17 @@ from pathlib import Path
 import typer
 
 from robustlab.cli._app import app
-from robustlab.cli._common import console, err_console, make_progress, progress_callback, refuse_overwrite, user_errors
+from robustlab.cli._common import (
+    console,
+    data_dir_option,
+    db_option,
+    device_option,
+    err_console,
+    make_progress,
+    progress_callback,
+    refuse_overwrite,
+    user_errors,
+)
 
 study_app = typer.Typer(help="Model-zoo studies (seed 004): architecture attributes and noise theory.")
 app.add_typer(study_app, name="study")
@@ -60,7 +70,7 @@ def noise_command(
     data: str = typer.Option(..., "--data", help="Dataset name or path."),
     sigmas: str = typer.Option("0,0.02,0.04,0.08", "--sigmas", help="Pixel-space σ levels (0 = clean)."),
     n: int | None = typer.Option(None, "--n", min=1, help="Only the first N samples."),
-    db: Path = typer.Option(Path("robustlab.db"), "--db", help="Results store (SQLite); re-runs resume."),
+    db: Path = db_option("Results store (SQLite); re-runs resume."),
     noise_at: str = typer.Option(
         "pixels", "--noise-at", help="pixels: on native pixels before the model's resize (as the theory assumes); "
         "input: after the resize."
@@ -70,8 +80,8 @@ def noise_command(
     retries: int = typer.Option(1, "--retries", min=0, help="Retries of a failed Ray task."),
     batch_size: int = typer.Option(128, "--batch-size", min=1),
     seed: int = typer.Option(0, "--seed"),
-    device: str | None = typer.Option(None, "--device"),
-    data_dir: Path | None = typer.Option(None, "--data-dir", envvar="ROBUSTLAB_DATA"),
+    device: str | None = device_option(),
+    data_dir: Path | None = data_dir_option(),
     pretrained: bool = typer.Option(True, "--pretrained/--random-init"),
 ) -> None:
     """Accuracy under Gaussian noise for many models: robustness slope per model, rank difference across them."""
@@ -116,7 +126,7 @@ def noise_command(
 
 @study_app.command("analyze")
 def analyze_command(
-    db: Path = typer.Option(Path("robustlab.db"), "--db", help="Results store holding a noise sweep."),
+    db: Path = db_option("Results store holding a noise sweep."),
     out: Path = typer.Option(Path("noise-study.csv"), "--out", help="CSV to write (one row per model)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out."),
 ) -> None:

@@ -8,7 +8,15 @@ from pathlib import Path
 import typer
 
 from robustlab.cli._app import app
-from robustlab.cli._common import console, fit_callback, make_progress, refuse_overwrite, user_errors
+from robustlab.cli._common import (
+    console,
+    data_dir_option,
+    device_option,
+    fit_callback,
+    make_progress,
+    refuse_overwrite,
+    user_errors,
+)
 
 train_app = typer.Typer(help="Train or fine-tune a model (plain), or with a method: robustlab train METHOD --help.")
 app.add_typer(train_app, name="train")
@@ -35,8 +43,8 @@ def train_command(
     max_time: float | None = typer.Option(None, "--max-time", help="Stop after this many seconds."),
     resume: bool = typer.Option(False, "--resume", help="Continue from OUT's training state."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing OUT (otherwise refused)."),
-    data_dir: Path | None = typer.Option(None, "--data-dir", envvar="ROBUSTLAB_DATA"),
-    device: str | None = typer.Option(None, "--device"),
+    data_dir: Path | None = data_dir_option(),
+    device: str | None = device_option(),
     seed: int = typer.Option(0, "--seed", help="Seed of the initial weights, the data order and the augmentation."),
 ) -> None:
     """Train (or fine-tune) a model and save it as a checkpoint `create_model("file:OUT")` reloads."""

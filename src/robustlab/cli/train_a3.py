@@ -10,7 +10,16 @@ from pathlib import Path
 
 import typer
 
-from robustlab.cli._common import batch_callback, console, make_progress, refuse_overwrite, user_errors
+from robustlab.cli._common import (
+    batch_callback,
+    console,
+    data_dir_option,
+    db_option,
+    device_option,
+    make_progress,
+    refuse_overwrite,
+    user_errors,
+)
 from robustlab.cli.train import train_app
 
 DEFAULT_SUITE = "clean,fgsm:eps=8/255,pgd:eps=8/255,steps=20,pgd:eps=8/255,steps=100,pgd:eps=8/255,steps=30,loss=cw"
@@ -61,10 +70,10 @@ def a3_command(
     eval_suite: str = typer.Option(DEFAULT_SUITE, "--eval-suite", help="Suite on the test split; 'none' skips."),
     n_eval: int | None = typer.Option(None, "--n-eval", min=1, help="Evaluate on the first N test images."),
     max_time: float | None = typer.Option(None, "--max-time", help="Stop training after this many seconds."),
-    db: Path = typer.Option(Path("robustlab.db"), "--db", help="Results store (SQLite)."),
+    db: Path = db_option(),
     seed: int = typer.Option(0, "--seed"),
-    data_dir: Path | None = typer.Option(None, "--data-dir", envvar="ROBUSTLAB_DATA"),
-    device: str | None = typer.Option(None, "--device", help="cpu, cuda ... (default: cuda if present)."),
+    data_dir: Path | None = data_dir_option(),
+    device: str | None = device_option(),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing checkpoints (otherwise refused)."),
 ) -> None:
     """Adversarially train MODEL with A3 (reconstructed) attached, save best and last, evaluate the best.

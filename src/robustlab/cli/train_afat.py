@@ -6,7 +6,17 @@ from pathlib import Path
 
 import typer
 
-from robustlab.cli._common import batch_callback, console, fit_callback, make_progress, refuse_overwrite, user_errors
+from robustlab.cli._common import (
+    batch_callback,
+    console,
+    data_dir_option,
+    db_option,
+    device_option,
+    fit_callback,
+    make_progress,
+    refuse_overwrite,
+    user_errors,
+)
 from robustlab.cli.train import train_app
 
 # accuracy under random 10 % noise patches and the attention cosine on the same images; after training, the
@@ -45,10 +55,10 @@ def afat_command(
         "e.g. add corruptions,pgd:eps=1/255,steps=5,patch_fool); 'none' skips.",
     ),
     n_eval: int | None = typer.Option(None, "--n-eval", min=1, help="Evaluate on the first N test images."),
-    db: Path = typer.Option(Path("robustlab.db"), "--db", help="Results store (SQLite)."),
+    db: Path = db_option(),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing OUT (otherwise refused)."),
-    data_dir: Path | None = typer.Option(None, "--data-dir", envvar="ROBUSTLAB_DATA"),
-    device: str | None = typer.Option(None, "--device", help="cpu, cuda ... (default: cuda if present)."),
+    data_dir: Path | None = data_dir_option(),
+    device: str | None = device_option(),
     seed: int = typer.Option(0, "--seed"),
 ) -> None:
     """Train MODEL with AFAT, save it (and its corruption model C as OUT.corruptor.pt), evaluate into the store."""

@@ -12,7 +12,15 @@ from pathlib import Path
 import typer
 
 from robustlab.cli._app import app
-from robustlab.cli._common import console, make_progress, progress_callback, user_errors
+from robustlab.cli._common import (
+    console,
+    data_dir_option,
+    db_option,
+    device_option,
+    make_progress,
+    progress_callback,
+    user_errors,
+)
 
 
 def _parse_fraction(text: str, name: str) -> float:
@@ -72,12 +80,12 @@ def tta_command(
     steps: int = typer.Option(100, "--steps", min=1, help="PGD steps on the zero-shot logits."),
     adaptive_steps: int = typer.Option(10, "--adaptive-steps", min=1, help="PGD steps through the pipeline."),
     eot: int = typer.Option(4, "--eot", min=1, help="Random view sets per adaptive step."),
-    db: Path = typer.Option(Path("robustlab.db"), "--db", help="Results store (SQLite)."),
+    db: Path = db_option(),
     split: str = typer.Option("test", "--split"),
     batch_size: int = typer.Option(16, "--batch-size", min=1, help="Images held in memory at a time."),
     seed: int = typer.Option(0, "--seed", help="Seeds views, attack starts and EOT draws."),
-    device: str | None = typer.Option(None, "--device", help="cpu, cuda, cuda:1 ... (default: cuda if present)."),
-    data_dir: Path | None = typer.Option(None, "--data-dir", envvar="ROBUSTLAB_DATA"),
+    device: str | None = device_option(),
+    data_dir: Path | None = data_dir_option(),
 ) -> None:
     """Adapt a CLIP prompt to every test image and record clean / attacked accuracy per method."""
     import torch
