@@ -10,6 +10,8 @@ list of one generator per image (an image's random start then does not depend on
 - :func:`fgsm`, :func:`pgd`: L-inf / L2, untargeted or targeted, cross-entropy or DLR loss (Madry et al. 2018,
   step for step as torchattacks).
 - :func:`apgd`: Auto-PGD (Croce & Hein 2020), AutoAttack's APGD-CE / APGD-DLR: momentum and an adaptive step size.
+- :func:`square`: Square Attack (Andriushchenko et al. 2020), AutoAttack's score-based random search: no gradients,
+  so it checks that robustness is not gradient masking.
 - :func:`patch_fool`: Patch-Fool (Fu et al. 2022) for vision transformers; :func:`select_patches` is its
   attention-aware patch selection.
 - :func:`patch_corruption_accuracy`: accuracy under random noise-patch occlusion (AFAT, seed 001).
@@ -29,6 +31,7 @@ from robustlab.attacks.gradient import fgsm, pgd
 from robustlab.attacks.losses import attack_objective, cw_loss, dlr_loss
 from robustlab.attacks.occlusion import patch_corruption_accuracy
 from robustlab.attacks.patch import patch_fool, patch_pixel_mask, select_patches
+from robustlab.attacks.square import square, square_fraction
 from robustlab.attacks.worst_case import AttackSpec, WorstCaseResult, worst_case
 
 __all__ = [
@@ -50,6 +53,8 @@ __all__ = [
     "patch_pixel_mask",
     "pgd",
     "select_patches",
+    "square",
+    "square_fraction",
     "worst_case",
 ]
 
