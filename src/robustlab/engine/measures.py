@@ -39,7 +39,11 @@ def attack_names() -> list[str]:
 
 
 def attack_label(params_json: str) -> str:
-    """A short name for an attack setting from its stored parameters: ``eps=8/255 linf steps=20``."""
+    """A short name for an attack setting from its stored parameters: ``eps=8/255 linf steps=20 loss=dlr``.
+
+    It names what tells two settings of one attack apart in a table: radius, norm, budget (steps or queries), loss,
+    restarts when more than one, and a targeted run.
+    """
     params = json.loads(params_json)
     parts = []
     eps = params.get("eps")
@@ -47,7 +51,9 @@ def attack_label(params_json: str) -> str:
         on_grid = abs(eps * 255 - round(eps * 255)) < 1e-6 and params.get("norm", "linf") == "linf"
         parts.append(f"eps={round(eps * 255)}/255" if on_grid else f"eps={eps:g}")
     parts += [str(params["norm"])] if "norm" in params else []
-    parts += [f"steps={params['steps']}"] if "steps" in params else []
+    parts += [f"{key}={params[key]}" for key in ("steps", "queries", "loss") if key in params]
+    parts += [f"restarts={params['restarts']}"] if params.get("restarts", 1) != 1 else []
+    parts += ["targeted"] if params.get("targeted") is True else []
     return " ".join(parts)
 
 
