@@ -1,4 +1,4 @@
-"""robustlab's APGD against torchattacks' APGD (a port of AutoAttack's), in the same run: robust accuracy and speed.
+"""robustlab's APGD and APGD-T against torchattacks' (ports of AutoAttack's), in the same run: accuracy and speed.
 
 Both attack the same exact CIFAR-10 test images (`cifar10_exact`, data README) of a published adversarially trained
 model with the same eps, steps, loss and one restart. Their random starts differ (torchattacks scales a uniform draw
@@ -18,7 +18,7 @@ import torch
 
 import robustlab  # noqa: F401  (torchvision workaround before torchattacks imports it)
 from robustlab import rng
-from robustlab.attacks import apgd, pgd
+from robustlab.attacks import apgd, apgd_t, pgd
 from robustlab.data import load_dataset
 from robustlab.models import create_model
 
@@ -68,6 +68,18 @@ def main() -> None:
             ref_t = time.perf_counter() - t0
             print(f"{e:>4g}/255 {loss:<5} {pgd_acc:>9.2f} {accuracy(ours):>12.2f} {accuracy(theirs):>15.2f} "
                   f"{1e3 * ours_t / len(index):>17.2f} {1e3 * ref_t / len(index):>20.2f}")
+        # APGD-T: targeted DLR towards the 9 next most likely classes, each on the images still correct
+        t0 = time.perf_counter()
+        ours = apgd_t(model, x, y, eps=eps, steps=args.steps, targets=9,
+                      generator=rng.sample_generators(0, index, "apgd_t"))  # fmt: skip
+        ours_t = time.perf_counter() - t0
+        reference = torchattacks.APGDT(model, norm="Linf", eps=eps, steps=args.steps, n_restarts=1, n_classes=10,
+                                       seed=0)  # fmt: skip
+        t0 = time.perf_counter()
+        theirs = reference(x, y)
+        ref_t = time.perf_counter() - t0
+        print(f"{e:>4g}/255 {'T-9':<5} {pgd_acc:>9.2f} {accuracy(ours):>12.2f} {accuracy(theirs):>15.2f} "
+              f"{1e3 * ours_t / len(index):>17.2f} {1e3 * ref_t / len(index):>20.2f}")
 
 
 if __name__ == "__main__":

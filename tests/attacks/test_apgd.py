@@ -7,7 +7,7 @@ import torch
 from attacks_helpers import gen, images, linear_classifier
 
 from robustlab import rng
-from robustlab.attacks import ATTACKS, apgd, apgd_checkpoints, pgd, worst_case
+from robustlab.attacks import ATTACKS, apgd, apgd_checkpoints, apgd_t, pgd, worst_case
 
 
 def test_checkpoints_follow_the_papers_sequence() -> None:
@@ -92,3 +92,41 @@ def test_fooled_images_leave_the_batch_and_keep_their_fooling_iterate() -> None:
     assert 0 < fooled < 32  # some fall, some stand
     assert len(calls) == 31 and calls == sorted(calls, reverse=True)  # the batch only shrinks ...
     assert calls[-1] == 32 - fooled  # ... to the images still standing: the fallen cost nothing more
+
+
+def test_apgd_t_attacks_correct_images_through_the_next_classes() -> None:
+    assert ATTACKS.get("apgd_t") is apgd_t
+    model = linear_classifier(size=8, seed=3)
+    x = images(32, 8, seed=4)
+    y = model(x).argmax(1)
+    y[:4] = (y[:4] + 1) % 10  # four images start misclassified: they are not attacked
+    eps = 2 / 255
+    adv = apgd_t(model, x, y, eps=eps, steps=20, targets=3, generator=gen(0))
+    assert torch.equal(adv[:4], x[:4])
+    assert float((adv - x).abs().amax()) <= eps + 1e-6 and float(adv.min()) >= 0 and float(adv.max()) <= 1
+    with torch.no_grad():
+        wrong = model(adv).argmax(1) != y
+        moved = (adv != x).flatten(1).any(1)
+    assert bool((moved[4:] == wrong[4:]).all())  # a correct image is changed exactly when it was broken
+    assert 0 < int(wrong[4:].sum()) < 28
+    # more target classes can only break more images (each run starts where the earlier ones stopped)
+    more = apgd_t(model, x, y, eps=eps, steps=20, targets=6, generator=gen(0))
+    with torch.no_grad():
+        assert int((model(more).argmax(1) != y).sum()) >= int(wrong.sum())
+
+
+def test_apgd_t_does_not_depend_on_the_batch(resnet20) -> None:
+    x, y = images(3, 32, seed=2), torch.tensor([1, 4, 7])
+    with torch.no_grad():
+        y = resnet20(x).argmax(1)  # correct, so every image is attacked
+    together = apgd_t(resnet20, x, y, steps=4, targets=2, generator=rng.sample_generators(0, [5, 6, 7], "t"))
+    alone = apgd_t(resnet20, x[1:2], y[1:2], steps=4, targets=2, generator=rng.sample_generators(0, [6], "t"))
+    torch.testing.assert_close(together[1:2], alone, atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize(("kwargs", "match"), [({"targets": 0}, "targets"), ({"targets": 10}, "targets")])
+def test_apgd_t_refuses_impossible_targets(kwargs: dict, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        apgd_t(linear_classifier(size=8), images(2, 8), torch.tensor([0, 1]), **kwargs)
+    with pytest.raises(ValueError, match="at least 4 classes"):
+        apgd_t(linear_classifier(size=8, classes=3), images(2, 8), torch.tensor([0, 1]), targets=1)

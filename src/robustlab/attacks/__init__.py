@@ -9,7 +9,8 @@ list of one generator per image (an image's random start then does not depend on
 
 - :func:`fgsm`, :func:`pgd`: L-inf / L2, untargeted or targeted, cross-entropy or DLR loss (Madry et al. 2018,
   step for step as torchattacks).
-- :func:`apgd`: Auto-PGD (Croce & Hein 2020), AutoAttack's APGD-CE / APGD-DLR: momentum and an adaptive step size.
+- :func:`apgd`: Auto-PGD (Croce & Hein 2020), AutoAttack's APGD-CE / APGD-DLR: momentum and an adaptive step size;
+  :func:`apgd_t`, AutoAttack's APGD-T: targeted DLR towards the next most likely classes in turn.
 - :func:`square`: Square Attack (Andriushchenko et al. 2020), AutoAttack's score-based random search: no gradients,
   so it checks that robustness is not gradient masking.
 - :func:`patch_fool`: Patch-Fool (Fu et al. 2022) for vision transformers; :func:`select_patches` is its
@@ -26,7 +27,7 @@ from __future__ import annotations
 
 from robustlab.attacks._common import DEFAULT_EPS, LOSSES, NORMS
 from robustlab.attacks._registry import ATTACKS
-from robustlab.attacks.apgd import apgd, apgd_checkpoints
+from robustlab.attacks.apgd import apgd, apgd_checkpoints, apgd_t
 from robustlab.attacks.gradient import fgsm, pgd
 from robustlab.attacks.losses import attack_objective, cw_loss, dlr_loss
 from robustlab.attacks.occlusion import patch_corruption_accuracy
@@ -43,6 +44,7 @@ __all__ = [
     "WorstCaseResult",
     "apgd",
     "apgd_checkpoints",
+    "apgd_t",
     "attack_objective",
     "cw_loss",
     "dlr_loss",

@@ -31,7 +31,7 @@ from robustlab.attacks._registry import ATTACKS
 from robustlab.attacks.gradient import _check_arguments, _project_, _random_start
 from robustlab.attacks.losses import per_sample_objective
 
-__all__ = ["apgd", "apgd_checkpoints"]
+__all__ = ["apgd", "apgd_checkpoints", "apgd_t"]
 
 
 def apgd_checkpoints(steps: int) -> list[int]:
@@ -153,8 +153,12 @@ def _run(
     num_classes: int | None,
     *,
     first: bool,
+    any_class: bool = False,
 ) -> tuple[Tensor, Tensor]:
     """One APGD run from ``x + delta``: ``(adversarial images, fooled mask)``.
+
+    ``any_class``: a targeted run (the loss pulls towards ``target``) that succeeds on any misclassification, as
+    AutoAttack's APGD-T counts it.
 
     An image's result is fixed by the first iterate that fools the model, so from then on it leaves the batch: each
     step runs the model on the images still standing only. Their iterates are per image, so this changes nothing
@@ -172,7 +176,7 @@ def _run(
             c.check_first_logits(logits, y, t, num_classes, "apgd")
         values = per_sample_objective(logits, y, loss, t)
         (grad,) = torch.autograd.grad(values.sum(), point)
-        return values.detach(), grad.detach(), c.fooled(logits, y, t)
+        return values.detach(), grad.detach(), c.fooled(logits, y, None if any_class else t)
 
     current = _project_point(x + delta, x, eps, norm)
     f_cur, grad, success = evaluate(current, None, check=first)
@@ -230,3 +234,78 @@ def _run(
     with torch.no_grad():
         result[~fooled] = best[~fooled]
     return result, fooled
+
+
+@ATTACKS.register
+def apgd_t(
+    model: nn.Module,
+    images: Tensor,
+    labels: Tensor,
+    *,
+    eps: float | None = None,
+    steps: int = 100,
+    norm: str = "linf",
+    targets: int = 9,
+    rho: float = 0.75,
+    generator: torch.Generator | list[torch.Generator] | None = None,
+) -> Tensor:
+    """APGD-T, AutoAttack's targeted APGD: the targeted DLR loss towards each of the ``targets`` next most likely
+    classes in turn, each run on the images that the earlier ones left correctly classified.
+
+    Args:
+        model: maps [0, 1] pixels to logits. Its mode is not changed.
+        images: clean pixels in [0, 1].
+        labels: true classes.
+        eps: radius in [0, 1] pixel units; default 8/255 (``"linf"``) or 0.5 (``"l2"``).
+        steps: iterations per target (AutoAttack: 100).
+        norm: ``"linf"`` or ``"l2"``.
+        targets: how many target classes, taken from the clean logits' ranking below the top one (AutoAttack: 9;
+            at most the number of classes - 1).
+        rho: APGD's step-size halving threshold.
+        generator: draws each target's random start; one generator, or one per image.
+
+    Returns:
+        Per image the first misclassified iterate (into any class, as AutoAttack counts it); images that are
+        misclassified already or that no target run broke are returned unchanged.
+
+    Shape:
+        images ``(N, C, H, W)``, labels ``(N,)`` -> ``(N, C, H, W)``.
+
+    Raises:
+        ValueError: as :func:`apgd`, plus ``targets`` outside 1..K-1 or a model with fewer than 4 classes (the
+            targeted DLR loss needs them).
+    """
+    what = "apgd_t"
+    checked = _check_arguments(what, model, images, labels, eps=eps, steps=steps, norm=norm, loss="dlr",
+                               targeted=False, target_labels=None, init=None, generator=generator)
+    model, images, labels, eps, steps, num_classes, _, _, generator = checked
+    targets = c.check_positive_int(targets, "targets")
+    if isinstance(rho, bool) or not isinstance(rho, (int, float)) or not 0 < rho <= 1:
+        raise ValueError(f"rho must be a number in (0, 1], got {rho!r}")
+    if images.shape[0] == 0:
+        return images.detach().clone()
+
+    with c.gradients_enabled():
+        x, labels, _ = c.attack_inputs(model, images, labels, None, what)
+        with torch.no_grad():
+            logits = model(x)
+        classes = logits.shape[1]
+        if num_classes is None:
+            c.check_label_range(labels, classes)
+        if classes < 4 or targets > classes - 1:
+            raise ValueError(
+                f"apgd_t needs at least 4 classes and targets in 1..{max(classes - 1, 1)} (the classes below the "
+                f"predicted one), got {classes} classes and targets={targets}"
+            )
+        ranked = logits.argsort(dim=1, descending=True)
+        out = x.clone()
+        todo = (ranked[:, 0] == labels).nonzero().squeeze(1)  # only correctly classified images are attacked
+        for k in range(1, targets + 1):
+            if not todo.numel():
+                break
+            delta = _random_start(x[todo].shape, eps, norm, c.subset_generators(generator, todo), x)
+            adv, fooled = _run(model, x[todo], labels[todo], ranked[todo, k], delta, eps, steps, norm, "dlr",
+                               float(rho), num_classes, first=k == 1, any_class=True)  # fmt: skip
+            out[todo[fooled]] = adv[fooled]
+            todo = todo[~fooled]
+    return out
