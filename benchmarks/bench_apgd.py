@@ -70,7 +70,7 @@ def main() -> None:
                   f"{1e3 * ours_t / len(index):>17.2f} {1e3 * ref_t / len(index):>20.2f}")
         # APGD-T: targeted DLR towards the 9 next most likely classes, each on the images still correct
         t0 = time.perf_counter()
-        ours = apgd_t(model, x, y, eps=eps, steps=args.steps, targets=9,
+        ours = apgd_t(model, x, y, eps=eps, steps=args.steps, n_targets=9,
                       generator=rng.sample_generators(0, index, "apgd_t"))  # fmt: skip
         ours_t = time.perf_counter() - t0
         reference = torchattacks.APGDT(model, norm="Linf", eps=eps, steps=args.steps, n_restarts=1, n_classes=10,

@@ -101,7 +101,7 @@ def test_apgd_t_attacks_correct_images_through_the_next_classes() -> None:
     y = model(x).argmax(1)
     y[:4] = (y[:4] + 1) % 10  # four images start misclassified: they are not attacked
     eps = 2 / 255
-    adv = apgd_t(model, x, y, eps=eps, steps=20, targets=3, generator=gen(0))
+    adv = apgd_t(model, x, y, eps=eps, steps=20, n_targets=3, generator=gen(0))
     assert torch.equal(adv[:4], x[:4])
     assert float((adv - x).abs().amax()) <= eps + 1e-6 and float(adv.min()) >= 0 and float(adv.max()) <= 1
     with torch.no_grad():
@@ -110,7 +110,7 @@ def test_apgd_t_attacks_correct_images_through_the_next_classes() -> None:
     assert bool((moved[4:] == wrong[4:]).all())  # a correct image is changed exactly when it was broken
     assert 0 < int(wrong[4:].sum()) < 28
     # more target classes can only break more images (each run starts where the earlier ones stopped)
-    more = apgd_t(model, x, y, eps=eps, steps=20, targets=6, generator=gen(0))
+    more = apgd_t(model, x, y, eps=eps, steps=20, n_targets=6, generator=gen(0))
     with torch.no_grad():
         assert int((model(more).argmax(1) != y).sum()) >= int(wrong.sum())
 
@@ -119,14 +119,14 @@ def test_apgd_t_does_not_depend_on_the_batch(resnet20) -> None:
     x, y = images(3, 32, seed=2), torch.tensor([1, 4, 7])
     with torch.no_grad():
         y = resnet20(x).argmax(1)  # correct, so every image is attacked
-    together = apgd_t(resnet20, x, y, steps=4, targets=2, generator=rng.sample_generators(0, [5, 6, 7], "t"))
-    alone = apgd_t(resnet20, x[1:2], y[1:2], steps=4, targets=2, generator=rng.sample_generators(0, [6], "t"))
+    together = apgd_t(resnet20, x, y, steps=4, n_targets=2, generator=rng.sample_generators(0, [5, 6, 7], "t"))
+    alone = apgd_t(resnet20, x[1:2], y[1:2], steps=4, n_targets=2, generator=rng.sample_generators(0, [6], "t"))
     torch.testing.assert_close(together[1:2], alone, atol=1e-6, rtol=0)
 
 
-@pytest.mark.parametrize(("kwargs", "match"), [({"targets": 0}, "targets"), ({"targets": 10}, "targets")])
+@pytest.mark.parametrize(("kwargs", "match"), [({"n_targets": 0}, "n_targets"), ({"n_targets": 10}, "n_targets")])
 def test_apgd_t_refuses_impossible_targets(kwargs: dict, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         apgd_t(linear_classifier(size=8), images(2, 8), torch.tensor([0, 1]), **kwargs)
     with pytest.raises(ValueError, match="at least 4 classes"):
-        apgd_t(linear_classifier(size=8, classes=3), images(2, 8), torch.tensor([0, 1]), targets=1)
+        apgd_t(linear_classifier(size=8, classes=3), images(2, 8), torch.tensor([0, 1]), n_targets=1)

@@ -6,9 +6,9 @@ import functools
 
 import pytest
 import torch
-from attacks_helpers import gen, images
+from attacks_helpers import gen, images, linear_classifier
 
-from robustlab.attacks import WorstCaseResult, fgsm, pgd, worst_case
+from robustlab.attacks import ATTACKS, WorstCaseResult, apgd, apgd_t, autoattack, fgsm, pgd, square, worst_case
 
 
 def _predict(model, x: torch.Tensor) -> torch.Tensor:
@@ -101,3 +101,37 @@ def test_errors(linear) -> None:
         worst_case(linear, x, _predict(linear, x), [lambda model, images, labels, generator=None: images[:1]])
     with pytest.raises(ValueError, match="got 2 generators for a batch of 4"):
         worst_case(linear, x, y, ["pgd"], generator=[gen(), gen()])
+
+
+def test_autoattack_is_the_cascade_of_apgd_ce_apgd_t_and_square() -> None:
+    assert ATTACKS.get("autoattack") is autoattack
+    model = linear_classifier(size=8, seed=3)
+    x = images(32, 8, seed=4)
+    y = model(x).argmax(1)
+    eps = 2 / 255
+    adv = autoattack(model, x, y, eps=eps, steps=10, n_targets=3, queries=50, generator=gen(0))
+    assert float((adv - x).abs().amax()) <= eps + 1e-6
+
+    def robust(a: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return model(a).argmax(1) == y
+
+    # no weaker than its first stage, which runs on the same images with the same streams, nor than the others
+    first = robust(apgd(model, x, y, eps=eps, steps=10, generator=gen(0)))
+    assert int(robust(adv).sum()) <= int(first.sum())
+    for later in (apgd_t(model, x, y, eps=eps, steps=10, n_targets=3, generator=gen(0)),
+                  square(model, x, y, eps=eps, queries=50, generator=gen(0))):  # fmt: skip
+        assert int(robust(adv).sum()) <= int(robust(later).sum()) + 2  # other random streams: a little slack
+    with pytest.raises(ValueError, match="FAB-T is not implemented"):
+        autoattack(model, x, y, fab=True)
+
+
+def test_autoattack_under_l2_leaves_out_square() -> None:
+    model = linear_classifier(size=8, seed=3)
+    x = images(8, 8, seed=4)
+    y = model(x).argmax(1)
+    calls: list[int] = []
+    model.register_forward_hook(lambda module, inputs, output: calls.append(inputs[0].shape[0]))
+    adv = autoattack(model, x, y, eps=0.1, norm="l2", steps=5, n_targets=2, queries=10_000, generator=gen(0))
+    assert float(torch.linalg.vector_norm((adv - x).flatten(1), dim=1).max()) <= 0.1 + 1e-5
+    assert len(calls) < 100  # APGD-CE and APGD-T only; a 10,000-query Square would have called it far more

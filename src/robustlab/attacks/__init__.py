@@ -16,7 +16,8 @@ list of one generator per image (an image's random start then does not depend on
 - :func:`patch_fool`: Patch-Fool (Fu et al. 2022) for vision transformers; :func:`select_patches` is its
   attention-aware patch selection.
 - :func:`patch_corruption_accuracy`: accuracy under random noise-patch occlusion (AFAT, seed 001).
-- :func:`worst_case`: an AutoAttack-style cascade, each attack only on the points still robust.
+- :func:`worst_case`: an AutoAttack-style cascade, each attack only on the points still robust; :func:`autoattack`
+  is AutoAttack's standard set in it (APGD-CE, APGD-T, Square; FAB-T is not in robustlab).
 
 Attacks never change the model's mode and take gradients with ``torch.autograd.grad`` only (parameter ``.grad``
 stays as it was). They warn (AutoAttack-style) when the model is in train mode, returns probabilities, is
@@ -28,6 +29,7 @@ from __future__ import annotations
 from robustlab.attacks._common import DEFAULT_EPS, LOSSES, NORMS
 from robustlab.attacks._registry import ATTACKS
 from robustlab.attacks.apgd import apgd, apgd_checkpoints, apgd_t
+from robustlab.attacks.autoattack import autoattack
 from robustlab.attacks.gradient import fgsm, pgd
 from robustlab.attacks.losses import attack_objective, cw_loss, dlr_loss
 from robustlab.attacks.occlusion import patch_corruption_accuracy
@@ -46,6 +48,7 @@ __all__ = [
     "apgd_checkpoints",
     "apgd_t",
     "attack_objective",
+    "autoattack",
     "cw_loss",
     "dlr_loss",
     "fgsm",

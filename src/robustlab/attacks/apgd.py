@@ -245,11 +245,11 @@ def apgd_t(
     eps: float | None = None,
     steps: int = 100,
     norm: str = "linf",
-    targets: int = 9,
+    n_targets: int = 9,
     rho: float = 0.75,
     generator: torch.Generator | list[torch.Generator] | None = None,
 ) -> Tensor:
-    """APGD-T, AutoAttack's targeted APGD: the targeted DLR loss towards each of the ``targets`` next most likely
+    """APGD-T, AutoAttack's targeted APGD: the targeted DLR loss towards each of the ``n_targets`` next most likely
     classes in turn, each run on the images that the earlier ones left correctly classified.
 
     Args:
@@ -259,7 +259,7 @@ def apgd_t(
         eps: radius in [0, 1] pixel units; default 8/255 (``"linf"``) or 0.5 (``"l2"``).
         steps: iterations per target (AutoAttack: 100).
         norm: ``"linf"`` or ``"l2"``.
-        targets: how many target classes, taken from the clean logits' ranking below the top one (AutoAttack: 9;
+        n_targets: how many target classes, taken from the clean logits' ranking below the top one (AutoAttack: 9;
             at most the number of classes - 1).
         rho: APGD's step-size halving threshold.
         generator: draws each target's random start; one generator, or one per image.
@@ -272,14 +272,14 @@ def apgd_t(
         images ``(N, C, H, W)``, labels ``(N,)`` -> ``(N, C, H, W)``.
 
     Raises:
-        ValueError: as :func:`apgd`, plus ``targets`` outside 1..K-1 or a model with fewer than 4 classes (the
+        ValueError: as :func:`apgd`, plus ``n_targets`` outside 1..K-1 or a model with fewer than 4 classes (the
             targeted DLR loss needs them).
     """
     what = "apgd_t"
     checked = _check_arguments(what, model, images, labels, eps=eps, steps=steps, norm=norm, loss="dlr",
                                targeted=False, target_labels=None, init=None, generator=generator)
     model, images, labels, eps, steps, num_classes, _, _, generator = checked
-    targets = c.check_positive_int(targets, "targets")
+    n_targets = c.check_positive_int(n_targets, "n_targets")
     if isinstance(rho, bool) or not isinstance(rho, (int, float)) or not 0 < rho <= 1:
         raise ValueError(f"rho must be a number in (0, 1], got {rho!r}")
     if images.shape[0] == 0:
@@ -292,15 +292,15 @@ def apgd_t(
         classes = logits.shape[1]
         if num_classes is None:
             c.check_label_range(labels, classes)
-        if classes < 4 or targets > classes - 1:
+        if classes < 4 or n_targets > classes - 1:
             raise ValueError(
-                f"apgd_t needs at least 4 classes and targets in 1..{max(classes - 1, 1)} (the classes below the "
-                f"predicted one), got {classes} classes and targets={targets}"
+                f"apgd_t needs at least 4 classes and n_targets in 1..{max(classes - 1, 1)} (the classes below the "
+                f"predicted one), got {classes} classes and n_targets={n_targets}"
             )
         ranked = logits.argsort(dim=1, descending=True)
         out = x.clone()
         todo = (ranked[:, 0] == labels).nonzero().squeeze(1)  # only correctly classified images are attacked
-        for k in range(1, targets + 1):
+        for k in range(1, n_targets + 1):
             if not todo.numel():
                 break
             delta = _random_start(x[todo].shape, eps, norm, c.subset_generators(generator, todo), x)
