@@ -40,3 +40,19 @@ def test_adversarially_trained_resnet4b_matches_its_published_robust_accuracy(da
     clean, robust = _robust_accuracy(data_root, "cifar:resnet4b", eps=2 / 255, steps=20)
     assert abs(clean - 76.82) <= 0.2
     assert abs(robust - 61.41) <= 2.0
+
+
+def test_autoattack_stages_on_resnet4b_end_below_pgd20(data_root) -> None:
+    # 128 images, a short budget: the cascade must end at or below PGD-20 and each stage can only lower accuracy
+    data = load_dataset("cifar10_exact", data_dir=data_root)
+    model = create_model("cifar:resnet4b", data_dir=data_root)
+    index = list(range(128))
+    images, labels = data.get_batch(index)
+    gens = rng.sample_generators(0, index, "aa")
+    stages = [("apgd", {"eps": 8 / 255, "steps": 25}), ("apgd_t", {"eps": 8 / 255, "steps": 25, "n_targets": 3}),
+              ("square", {"eps": 8 / 255, "queries": 200})]  # fmt: skip
+    result = worst_case(model, images, labels, stages, generator=gens)
+    pgd20 = worst_case(model, images, labels, [("pgd", {"eps": 8 / 255, "steps": 20})], generator=gens)
+    assert list(result.accuracies) == sorted(result.accuracies, reverse=True)
+    assert result.robust_accuracy <= pgd20.robust_accuracy
+    assert 0.05 <= result.robust_accuracy <= 0.25  # about 14 % under APGD on the first 256 images
