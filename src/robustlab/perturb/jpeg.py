@@ -8,6 +8,12 @@ chroma averaging and the "fancy" triangle-filter upsampling, the 16-bit fixed-po
 padding), so the decoded levels equal PIL's bit for bit. The integers are carried in float32, where every
 intermediate stays an exactly representable integer (times a power of two), and the 8-point transforms run as small
 matrix products, so the same code runs on CPU and CUDA. Huffman coding is lossless and left out.
+
+Speed: on a 2-core CPU at 224 px this is about half as fast as PIL running libjpeg-turbo on one image at a time
+(1.4 against 0.6-0.8 ms per image, ``benchmarks/bench_corruptions.py``); at 32 px it is 7x faster. A round trip
+is about 95 elementwise passes over the image planes in float32, where libjpeg-turbo runs each block once in 16-lane
+int16 SIMD. Neither fusing passes (at most ~1.4x by count) nor PIL itself on a thread pool (its encoder holds the
+GIL: 0.98 ms per image with the tensor conversions) closes that gap on the CPU; GPUs run the batched code as is.
 """
 
 from __future__ import annotations
