@@ -142,3 +142,12 @@ def test_attack_labels_tell_settings_of_one_attack_apart() -> None:
     assert attack_label('{"eps": 0.0078431372549019607, "queries": 5000, "loss": "margin", "targeted": false}') == (
         "eps=2/255 queries=5000 loss=margin"
     )
+
+
+def test_a_setting_that_cannot_run_fails_before_anything_is_stored(tmp_path) -> None:
+    model = create_model("cifar:small_cnn", pretrained=False, num_classes=10, seed=0)
+    data = ArrayDataset(torch.rand(8, 3, 32, 32), torch.arange(8) % 10, class_names=TEN, name="r")
+    with Store(tmp_path / "s.db") as store, store.run("t", {}) as run_id:
+        with pytest.raises(ValueError, match="eps must be"):
+            evaluate(model, data, "clean,pgd:eps=-1", store=store, run_id=run_id)
+        assert store.cells() == []  # the clean cells were not measured first

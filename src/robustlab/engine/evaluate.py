@@ -142,6 +142,13 @@ def evaluate(
         # Store.cells, not a DataFrame: a cell stored without n reads back as None, not pd.NA
         done = {cell.key: (cell.value, cell.n) for cell in store.cells(model=name, dataset=dataset.name)}
 
+    checks = [c.check for g in groups for c in g.conditions if c.check is not None]
+    if checks and len(dataset):
+        # settings that cannot run fail here, before any cell is measured or stored
+        images, labels = dataset.get_batch([order[0]])
+        for check in checks:
+            check(model, images.to(device), labels.to(device))
+
     results: list[CellResult] = []
     for group in groups:
         # one key per (condition, metric); a condition is pending when any of its cells is missing

@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 import itertools
 import json
@@ -115,8 +116,14 @@ def attack_conditions(name: str, options: Mapping[str, str]) -> list[Any]:
         if "eps" in tunable and "eps" not in params and params.get("norm") in DEFAULT_EPS:
             params["eps"] = DEFAULT_EPS[params["norm"]]  # the norm's default ε, written out
         settings.append(Condition(name, 0, params, True, None, ATTACK_METRICS, _attack_measure(name, params),
-                                  _attack_finalize))  # fmt: skip
+                                  _attack_finalize, check=functools.partial(_check_attack, fn, params)))  # fmt: skip
     return settings
+
+
+def _check_attack(fn: Callable[..., Tensor], params: Mapping[str, Any], model: nn.Module, images: Tensor,
+                  labels: Tensor) -> None:  # fmt: skip
+    # every attack validates its arguments before it returns an empty batch unchanged
+    fn(model, images[:0], labels[:0], **params)
 
 
 def attack_batch(

@@ -88,6 +88,8 @@ class Condition:
             runs outside inference mode, so it may take gradients.
         finalize: turns the metric sums over the dataset and the sample count into the stored values (default:
             each sum divided by the count).
+        check: ``check(model, images, labels)`` raises ValueError for a setting that cannot run with this model
+            and data; the engine calls it on an empty batch before measuring anything.
     """
 
     perturbation: str
@@ -98,6 +100,7 @@ class Condition:
     metrics: tuple[str, ...] = ("accuracy",)
     measure: Measure | None = field(default=None, compare=False)
     finalize: Callable[[Tensor, int], list[float]] | None = field(default=None, compare=False)
+    check: Callable[[nn.Module, Tensor, Tensor], object] | None = field(default=None, compare=False)
 
     @property
     def identity(self) -> tuple[str, int, str]:
