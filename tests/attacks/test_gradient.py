@@ -275,7 +275,7 @@ def test_dlr_loss_values() -> None:
 
 
 def test_registry_and_uniform_signature(linear) -> None:
-    assert list_attacks() == ["apgd", "apgd_t", "autoattack", "fgsm", "patch_fool", "pgd", "square"]
+    assert list_attacks() == ["apgd", "apgd_t", "autoattack", "fab_t", "fgsm", "patch_fool", "pgd", "square"]
     with pytest.raises(ValueError, match="Did you mean 'pgd'"):
         ATTACKS.get("pdg")
     x = images(2, size=8)

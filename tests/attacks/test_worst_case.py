@@ -103,7 +103,7 @@ def test_errors(linear) -> None:
         worst_case(linear, x, y, ["pgd"], generator=[gen(), gen()])
 
 
-def test_autoattack_is_the_cascade_of_apgd_ce_apgd_t_and_square() -> None:
+def test_autoattack_is_the_cascade_of_apgd_ce_apgd_t_fab_t_and_square() -> None:
     assert ATTACKS.get("autoattack") is autoattack
     model = linear_classifier(size=8, seed=3)
     x = images(32, 8, seed=4)
@@ -122,11 +122,11 @@ def test_autoattack_is_the_cascade_of_apgd_ce_apgd_t_and_square() -> None:
     for later in (apgd_t(model, x, y, eps=eps, steps=10, n_targets=3, generator=gen(0)),
                   square(model, x, y, eps=eps, queries=50, generator=gen(0))):  # fmt: skip
         assert int(robust(adv).sum()) <= int(robust(later).sum()) + 2  # other random streams: a little slack
-    with pytest.raises(ValueError, match="FAB-T is not implemented"):
-        autoattack(model, x, y, fab=True)
+    with pytest.raises(ValueError, match="fab must be True or False"):
+        autoattack(model, x, y, fab="yes")
 
 
-def test_autoattack_under_l2_leaves_out_square() -> None:
+def test_autoattack_under_l2_leaves_out_fab_t_and_square() -> None:
     model = linear_classifier(size=8, seed=3)
     x = images(8, 8, seed=4)
     y = model(x).argmax(1)

@@ -11,13 +11,14 @@ list of one generator per image (an image's random start then does not depend on
   step for step as torchattacks).
 - :func:`apgd`: Auto-PGD (Croce & Hein 2020), AutoAttack's APGD-CE / APGD-DLR: momentum and an adaptive step size;
   :func:`apgd_t`, AutoAttack's APGD-T: targeted DLR towards the next most likely classes in turn.
+- :func:`fab_t`: FAB-T (Croce & Hein 2020), AutoAttack's minimal-perturbation boundary attack, targeted.
 - :func:`square`: Square Attack (Andriushchenko et al. 2020), AutoAttack's score-based random search: no gradients,
   so it checks that robustness is not gradient masking.
 - :func:`patch_fool`: Patch-Fool (Fu et al. 2022) for vision transformers; :func:`select_patches` is its
   attention-aware patch selection.
 - :func:`patch_corruption_accuracy`: accuracy under random noise-patch occlusion (AFAT, seed 001).
 - :func:`worst_case`: an AutoAttack-style cascade, each attack only on the points still robust; :func:`autoattack`
-  is AutoAttack's standard set in it (APGD-CE, APGD-T, Square; FAB-T is not in robustlab).
+  is AutoAttack's standard set in it (APGD-CE, APGD-T, FAB-T, Square).
 
 Attacks never change the model's mode and take gradients with ``torch.autograd.grad`` only (parameter ``.grad``
 stays as it was). They warn (AutoAttack-style) when the model is in train mode, returns probabilities, is
@@ -30,6 +31,7 @@ from robustlab.attacks._common import DEFAULT_EPS, LOSSES, NORMS
 from robustlab.attacks._registry import ATTACKS
 from robustlab.attacks.apgd import apgd, apgd_checkpoints, apgd_t
 from robustlab.attacks.autoattack import autoattack
+from robustlab.attacks.fab import fab_t, project_linf_box
 from robustlab.attacks.gradient import fgsm, pgd
 from robustlab.attacks.losses import attack_objective, cw_loss, dlr_loss
 from robustlab.attacks.occlusion import patch_corruption_accuracy
@@ -51,12 +53,14 @@ __all__ = [
     "autoattack",
     "cw_loss",
     "dlr_loss",
+    "fab_t",
     "fgsm",
     "list_attacks",
     "patch_corruption_accuracy",
     "patch_fool",
     "patch_pixel_mask",
     "pgd",
+    "project_linf_box",
     "select_patches",
     "square",
     "square_fraction",

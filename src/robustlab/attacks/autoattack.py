@@ -1,8 +1,5 @@
-"""AutoAttack's standard evaluation (Croce & Hein 2020) as one registered attack: APGD-CE, APGD-T and Square in a
-cascade, each on the images the earlier ones left correctly classified.
-
-AutoAttack's fourth attack, FAB-T, is not in robustlab, so this is the standard set without it; the name says so
-wherever the result is stored (``autoattack`` with ``fab=False`` in its parameters).
+"""AutoAttack's standard evaluation (Croce & Hein 2020) as one registered attack: APGD-CE, APGD-T, FAB-T and
+Square in a cascade, each on the images the earlier ones left correctly classified.
 """
 
 from __future__ import annotations
@@ -28,23 +25,22 @@ def autoattack(
     steps: int = 100,
     n_targets: int = 9,
     queries: int = 5000,
-    fab: bool = False,
+    fab: bool = True,
     generator: torch.Generator | list[torch.Generator] | None = None,
 ) -> Tensor:
-    """AutoAttack's standard cascade without FAB-T: APGD-CE, APGD-T, then (L-inf) Square.
+    """AutoAttack's standard cascade: APGD-CE, APGD-T, FAB-T, then Square (L-inf).
 
     Args:
         model: maps [0, 1] pixels to logits. Its mode is not changed.
         images: clean pixels in [0, 1].
         labels: true classes.
         eps: radius in [0, 1] pixel units; default 8/255 (``"linf"``) or 0.5 (``"l2"``).
-        norm: ``"linf"`` (APGD-CE, APGD-T, Square) or ``"l2"`` (APGD-CE, APGD-T: robustlab's Square is L-inf
-            only).
-        steps: APGD iterations (AutoAttack: 100).
-        n_targets: APGD-T's target classes (AutoAttack: 9; fewer when the model has fewer than 10 classes).
+        norm: ``"linf"`` (all four) or ``"l2"`` (APGD-CE and APGD-T: robustlab's FAB-T and Square are L-inf only).
+        steps: APGD and FAB iterations (AutoAttack: 100).
+        n_targets: target classes of APGD-T and FAB-T (AutoAttack: 9; fewer when the model has fewer than 10
+            classes).
         queries: Square's budget (AutoAttack: 5000).
-        fab: must stay False: FAB-T is not implemented, and the flag is stored with every result so that no
-            number is mistaken for a full AutoAttack evaluation.
+        fab: run FAB-T (False leaves it out, as AutoAttack's ``version='rand'`` does with its own set).
         generator: one generator, or one per image; each stage continues the images' random streams.
 
     Returns:
@@ -54,11 +50,11 @@ def autoattack(
         images ``(N, C, H, W)``, labels ``(N,)`` -> ``(N, C, H, W)``.
 
     Raises:
-        ValueError: ``fab=True``, or a bad argument of one of the stages.
+        ValueError: a bad argument of one of the stages.
     """
-    if fab is not False:
-        raise ValueError("autoattack: FAB-T is not implemented in robustlab; run with fab=False (the default)")
     norm = c.check_choice(norm, c.NORMS, "norm")
+    if not isinstance(fab, bool):
+        raise ValueError(f"fab must be True or False, got {fab!r}")
     classes = getattr(model, "num_classes", None)
     if isinstance(classes, int):
         n_targets = min(n_targets, classes - 1)
@@ -67,5 +63,7 @@ def autoattack(
         ("apgd_t", {"eps": eps, "norm": norm, "steps": steps, "n_targets": n_targets}),
     ]
     if norm == "linf":
+        if fab:
+            stages.append(("fab_t", {"eps": eps, "steps": steps, "n_targets": n_targets}))
         stages.append(("square", {"eps": eps, "queries": queries}))
     return worst_case(model, images, labels, stages, generator=generator).adversarial
