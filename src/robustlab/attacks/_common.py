@@ -66,6 +66,41 @@ def check_nonnegative(value: object, name: str, hint: str = "") -> float:
     return float(value)
 
 
+def check_in_range(value: object, name: str, low: float, high: float, *, open_low: bool = False) -> float:
+    """A number in [low, high] (or (low, high] with ``open_low``), as a float."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not ok or not (low < value if open_low else low <= value) or not value <= high:  # type: ignore[operator]
+        raise ValueError(f"{name} must be a number in {'(' if open_low else '['}{low:g}, {high:g}], got {value!r}")
+    return float(value)  # type: ignore[arg-type]
+
+
+def ranked_targets(model: nn.Module, x: Tensor, labels: Tensor, n_targets: int, what: str,
+                   min_classes: int = 2) -> tuple[Tensor, Tensor]:  # fmt: skip
+    """The clean logits' class ranking and the correctly classified images, for attacks that try the next classes.
+
+    AutoAttack's targeted attacks take the ``n_targets`` classes ranked below the top one on the clean image and run
+    only on the images the model gets right.
+
+    Returns:
+        ``(ranking (N, K) most likely first, indices of the correctly classified images)``.
+
+    Raises:
+        ValueError: labels outside the model's classes, fewer than ``min_classes`` classes, or ``n_targets`` beyond
+            K - 1.
+    """
+    with torch.no_grad():
+        logits = model(x)
+    classes = logits.shape[1]
+    check_label_range(labels, classes)
+    if classes < min_classes or n_targets > classes - 1:
+        raise ValueError(
+            f"{what} needs at least {min_classes} classes and n_targets in 1..{max(classes - 1, 1)} (the classes "
+            f"below the predicted one), got {classes} classes and n_targets={n_targets}"
+        )
+    ranking = logits.argsort(dim=1, descending=True)
+    return ranking, (ranking[:, 0] == labels).nonzero().squeeze(1)
+
+
 def check_positive_int(value: object, name: str) -> int:
     if isinstance(value, float) and value.is_integer():
         value = int(value)

@@ -114,8 +114,7 @@ def apgd(
                                targeted=targeted, target_labels=target_labels, init=init, generator=generator)
     model, images, labels, eps, steps, num_classes, target, start, generator = checked
     restarts = c.check_positive_int(restarts, "restarts")
-    if isinstance(rho, bool) or not isinstance(rho, (int, float)) or not 0 < rho <= 1:
-        raise ValueError(f"rho must be a number in (0, 1], got {rho!r}")
+    rho = c.check_in_range(rho, "rho", 0, 1, open_low=True)
     if images.shape[0] == 0:
         return images.detach().clone()
 
@@ -130,7 +129,7 @@ def apgd(
             else:
                 delta = _random_start(x[todo].shape, eps, norm, gens, x)
             sub_target = None if target is None else target[todo]
-            adv, fooled = _run(model, x[todo], labels[todo], sub_target, delta, eps, steps, norm, loss, float(rho),
+            adv, fooled = _run(model, x[todo], labels[todo], sub_target, delta, eps, steps, norm, loss, rho,
                                num_classes, first=restart == 0)  # fmt: skip
             out[todo] = adv
             todo = todo[~fooled]
@@ -280,32 +279,20 @@ def apgd_t(
                                targeted=False, target_labels=None, init=None, generator=generator)
     model, images, labels, eps, steps, num_classes, _, _, generator = checked
     n_targets = c.check_positive_int(n_targets, "n_targets")
-    if isinstance(rho, bool) or not isinstance(rho, (int, float)) or not 0 < rho <= 1:
-        raise ValueError(f"rho must be a number in (0, 1], got {rho!r}")
+    rho = c.check_in_range(rho, "rho", 0, 1, open_low=True)
     if images.shape[0] == 0:
         return images.detach().clone()
 
     with c.gradients_enabled():
         x, labels, _ = c.attack_inputs(model, images, labels, None, what)
-        with torch.no_grad():
-            logits = model(x)
-        classes = logits.shape[1]
-        if num_classes is None:
-            c.check_label_range(labels, classes)
-        if classes < 4 or n_targets > classes - 1:
-            raise ValueError(
-                f"apgd_t needs at least 4 classes and n_targets in 1..{max(classes - 1, 1)} (the classes below the "
-                f"predicted one), got {classes} classes and n_targets={n_targets}"
-            )
-        ranked = logits.argsort(dim=1, descending=True)
+        ranked, todo = c.ranked_targets(model, x, labels, n_targets, what, min_classes=4)  # targeted DLR needs 4
         out = x.clone()
-        todo = (ranked[:, 0] == labels).nonzero().squeeze(1)  # only correctly classified images are attacked
         for k in range(1, n_targets + 1):
             if not todo.numel():
                 break
             delta = _random_start(x[todo].shape, eps, norm, c.subset_generators(generator, todo), x)
             adv, fooled = _run(model, x[todo], labels[todo], ranked[todo, k], delta, eps, steps, norm, "dlr",
-                               float(rho), num_classes, first=k == 1, any_class=True)  # fmt: skip
+                               rho, num_classes, first=k == 1, any_class=True)  # fmt: skip
             out[todo[fooled]] = adv[fooled]
             todo = todo[~fooled]
     return out

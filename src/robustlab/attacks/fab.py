@@ -148,30 +148,21 @@ def fab_t(
         eps, "eps", " (the linf radius in [0, 1] pixel units, e.g. 8/255)")  # fmt: skip
     steps = c.check_positive_int(steps, "steps")
     n_targets = c.check_positive_int(n_targets, "n_targets")
-    for name, value, low, high in (("alpha_max", alpha_max, 0, 1), ("eta", eta, 1, 2), ("beta", beta, 0, 1)):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
-            raise ValueError(f"{name} must be a number in [{low}, {high}], got {value!r}")
+    alpha_max = c.check_in_range(alpha_max, "alpha_max", 0, 1)
+    eta = c.check_in_range(eta, "eta", 1, 2)
+    beta = c.check_in_range(beta, "beta", 0, 1)
     c.check_generators(generator, images.shape[0])
     if images.shape[0] == 0:
         return images.detach().clone()
 
     with c.gradients_enabled():
         x, labels, _ = c.attack_inputs(model, images, labels, None, what)
-        with torch.no_grad():
-            logits = model(x)
-        classes = logits.shape[1]
-        if getattr(model, "num_classes", None) is None:
-            c.check_label_range(labels, classes)
-        if n_targets > classes - 1:
-            raise ValueError(f"fab_t: n_targets must lie in 1..{classes - 1} for {classes} classes, got {n_targets}")
-        ranked = logits.argsort(dim=1, descending=True)
+        ranked, todo = c.ranked_targets(model, x, labels, n_targets, what)
         out = x.clone()
-        todo = (ranked[:, 0] == labels).nonzero().squeeze(1)
         for k in range(1, n_targets + 1):
             if not todo.numel():
                 break
-            adv, dist = _fab_run(model, x[todo], labels[todo], ranked[todo, k], steps, float(alpha_max), float(eta),
-                                 float(beta))  # fmt: skip
+            adv, dist = _fab_run(model, x[todo], labels[todo], ranked[todo, k], steps, alpha_max, eta, beta)
             broken = dist <= eps
             out[todo[broken]] = adv[broken]
             todo = todo[~broken]

@@ -111,8 +111,7 @@ def square(
     eps = c.DEFAULT_EPS["linf"] if eps is None else c.check_nonnegative(
         eps, "eps", " (the linf radius in [0, 1] pixel units, e.g. 8/255)")  # fmt: skip
     queries = c.check_positive_int(queries, "queries")
-    if isinstance(p_init, bool) or not isinstance(p_init, (int, float)) or not 0 < p_init <= 1:
-        raise ValueError(f"p_init must be a number in (0, 1] (the first square's share of the image), got {p_init!r}")
+    p_init = c.check_in_range(p_init, "p_init", 0, 1, open_low=True)
     loss = c.check_choice(loss, SQUARE_LOSSES, "loss")
     if images.ndim != 4 or min(images.shape[-2:]) < 2:
         raise ValueError(f"square needs images (N, C, H, W) of at least 2 x 2 pixels, got {tuple(images.shape)}")
@@ -125,7 +124,7 @@ def square(
 
     x, labels, target = c.attack_inputs(model, images, labels, target, what)
     with torch.no_grad():
-        return _search(model, x, labels, target, float(eps), queries, float(p_init), loss, num_classes, generator)
+        return _search(model, x, labels, target, float(eps), queries, p_init, loss, num_classes, generator)
 
 
 def _search(
