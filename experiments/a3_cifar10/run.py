@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from robustlab.attacks import apgd, fgsm, pgd, square
+from robustlab.attacks import apgd, autoattack, fgsm, pgd, square
 from robustlab.data import Subset, load_dataset
 from robustlab.methods.a3 import (
     A3Config,
@@ -102,7 +102,7 @@ def iteration_curve(model, images, labels, size: int, seed: int) -> dict[int, fl
 
 def evaluate_variant(
     model, images, labels, *, full: bool, size: int, seed: int, transfer=None, with_apgd: bool = False,
-    square_queries: int = 0,
+    square_queries: int = 0, with_autoattack: bool = False,
 ) -> dict:
     t0 = time.process_time()
     res: dict = {}
@@ -119,7 +119,12 @@ def evaluate_variant(
             model, images, labels, lambda m, x, y, g: square(m, x, y, eps=EPS, queries=square_queries, generator=g),
             size, seed, "square",
         )  # fmt: skip
-    if with_apgd:  # AutoAttack's two white-box APGD runs (100 steps, one restart); FAB-T is not run
+    if with_autoattack:  # AutoAttack's standard cascade: APGD-CE, APGD-T, FAB-T, Square-5000
+        per["autoattack"] = attack_correct(
+            model, images, labels, lambda m, x, y, g: autoattack(m, x, y, eps=EPS, generator=g), size, seed,
+            "autoattack",
+        )  # fmt: skip
+    if with_apgd:  # AutoAttack's two white-box APGD runs (100 steps, one restart)
         for loss in ("ce", "dlr"):
             per[f"apgd_{loss}"] = attack_correct(
                 model, images, labels, lambda m, x, y, g, loss=loss: apgd(m, x, y, eps=EPS, steps=100, loss=loss,
@@ -178,6 +183,7 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-curves", action="store_true", help="main variants too: clean, FGSM, PGD-20, C&W only")
     p.add_argument("--apgd", action="store_true", help="add APGD-CE and APGD-DLR (100 steps) to the worst case")
+    p.add_argument("--autoattack", action="store_true", help="add AutoAttack's standard cascade to the worst case")
     p.add_argument("--square", type=int, default=0, metavar="QUERIES",
                    help="add Square Attack with this many queries (AutoAttack: 5000) to the worst case")
     p.add_argument("--out", type=Path, default=HERE / "results.json")
@@ -216,7 +222,8 @@ def main() -> None:
         full = name in MAIN and not args.no_curves
         res = evaluate_variant(model, images, labels, full=full, size=250, seed=args.seed,
                                transfer=baseline_adv if name == "pgd_at+a3" else None,
-                               with_apgd=args.apgd, square_queries=args.square)  # fmt: skip
+                               with_apgd=args.apgd, square_queries=args.square,
+                               with_autoattack=args.autoattack)  # fmt: skip
         if name == "pgd_at":
             baseline_adv = [pgd(model, x, y, eps=EPS, steps=20, step_size=STEP, generator=make_generator(7, "t", b))
                             for b, x, y in batches(images, labels, 250)]  # fmt: skip
