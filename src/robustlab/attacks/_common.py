@@ -176,7 +176,7 @@ def warn_if_zero_gradients(grad: Tensor, what: str) -> None:
             f"{what}: {zero} of {grad.shape[0]} images have an all-zero input gradient at the first step, so "
             "gradient steps cannot move them. Causes: gradient masking or obfuscation, a non-differentiable "
             "layer, or a saturated softmax (very confident logits). Their robustness is likely overestimated; "
-            "try loss='dlr' or a gradient-free attack",
+            "try loss='dlr' or the gradient-free attack 'square'",
             stacklevel=3,
         )
 
