@@ -12,8 +12,9 @@ ranges written ``1-5``, fractions ``8/255``. Tokens:
 - ``noise``: additive pixel-space Gaussian noise (seed 004), option ``sigmas=0.02+0.04+...``.
 - ``occlusion``: random uniform-noise patch occlusion (seed 001), options ``ratios=0.1+0.2``, ``patch=16``.
 - ``sequences`` / ``validation_sequences`` / ``all_sequences`` or a sequence name: ImageNet-P style flip rates.
-- an attack name (``pgd:eps=8/255,steps=20``, ``fgsm:eps=1/255+2/255``) or ``attacks`` (FGSM and PGD-10, option
-  ``eps``): clean and robust accuracy and attack success rate per setting (see :mod:`robustlab.engine.measures`).
+- an attack name (``pgd:eps=8/255,steps=20``, ``fgsm:eps=1/255+2/255``, ``autoattack:eps=8/255``) or ``attacks``
+  (FGSM and PGD-10, option ``eps``): clean and robust accuracy and attack success rate per setting (see
+  :mod:`robustlab.engine.measures`).
 - ``cam_stability`` / ``attention_stability``: mean cosine similarity between clean and corrupted explanations,
   per corruption and severity (options ``corruptions=fog+snow``, ``severities``, ``method=cam|grad_cam``).
 - ``afat_patch:corruptor=PATH,ratio=0.1``: accuracy when a trained AFAT corruption model picks the noise patches;
