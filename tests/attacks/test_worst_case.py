@@ -7,6 +7,7 @@ import functools
 import pytest
 import torch
 from attacks_helpers import gen, images, linear_classifier
+from torch import nn
 
 from robustlab.attacks import ATTACKS, WorstCaseResult, apgd, apgd_t, autoattack, fgsm, pgd, square, worst_case
 
@@ -135,3 +136,14 @@ def test_autoattack_under_l2_leaves_out_fab_t_and_square() -> None:
     adv = autoattack(model, x, y, eps=0.1, norm="l2", steps=5, n_targets=2, queries=10_000, generator=gen(0))
     assert float(torch.linalg.vector_norm((adv - x).flatten(1), dim=1).max()) <= 0.1 + 1e-5
     assert len(calls) < 100  # APGD-CE and APGD-T only; a 10,000-query Square would have called it far more
+
+
+def test_autoattack_fits_its_targets_to_models_with_few_classes() -> None:
+    x = images(6, 8, seed=1)
+    for classes in (3, 5):
+        model = linear_classifier(size=8, seed=2, classes=classes)
+        bare = model.net.eval()  # no num_classes attribute: the count comes from one forward
+        for m in (model, nn.Sequential(nn.Identity(), bare).eval()):
+            y = model(x).argmax(1)
+            adv = autoattack(m, x, y, eps=4 / 255, steps=3, queries=5, generator=gen(0))
+            assert float((adv - x).abs().amax()) <= 4 / 255 + 1e-6

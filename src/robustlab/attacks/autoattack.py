@@ -38,7 +38,7 @@ def autoattack(
         norm: ``"linf"`` (all four) or ``"l2"`` (APGD-CE and APGD-T: robustlab's FAB-T and Square are L-inf only).
         steps: APGD and FAB iterations (AutoAttack: 100).
         n_targets: target classes of APGD-T and FAB-T (AutoAttack: 9; fewer when the model has fewer than 10
-            classes).
+            classes). APGD-T is left out for fewer than 4 classes (its loss needs them).
         queries: Square's budget (AutoAttack: 5000).
         fab: run FAB-T (False leaves it out, as AutoAttack's ``version='rand'`` does with its own set).
         generator: one generator, or one per image; each stage continues the images' random streams.
@@ -56,14 +56,16 @@ def autoattack(
     if not isinstance(fab, bool):
         raise ValueError(f"fab must be True or False, got {fab!r}")
     classes = getattr(model, "num_classes", None)
+    if not isinstance(classes, int) and isinstance(images, Tensor) and images.ndim == 4 and images.shape[0]:
+        with torch.no_grad():
+            classes = int(c.check_model(model, "autoattack")(c.as_normal_tensor(images[:1])).shape[1])
     if isinstance(classes, int):
         n_targets = min(n_targets, classes - 1)
-    stages: list[tuple[str, dict]] = [
-        ("apgd", {"eps": eps, "norm": norm, "steps": steps, "loss": "ce"}),
-        ("apgd_t", {"eps": eps, "norm": norm, "steps": steps, "n_targets": n_targets}),
-    ]
+    stages: list[tuple[str, dict]] = [("apgd", {"eps": eps, "norm": norm, "steps": steps, "loss": "ce"})]
+    if not isinstance(classes, int) or classes >= 4:  # the targeted DLR loss needs 4 classes
+        stages.append(("apgd_t", {"eps": eps, "norm": norm, "steps": steps, "n_targets": n_targets}))
     if norm == "linf":
-        if fab:
+        if fab and (not isinstance(classes, int) or classes >= 2):
             stages.append(("fab_t", {"eps": eps, "steps": steps, "n_targets": n_targets}))
         stages.append(("square", {"eps": eps, "queries": queries}))
     return worst_case(model, images, labels, stages, generator=generator).adversarial
