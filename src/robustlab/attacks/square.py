@@ -113,8 +113,11 @@ def square(
     queries = c.check_positive_int(queries, "queries")
     p_init = c.check_in_range(p_init, "p_init", 0, 1, open_low=True)
     loss = c.check_choice(loss, SQUARE_LOSSES, "loss")
-    if images.ndim != 4 or min(images.shape[-2:]) < 2:
-        raise ValueError(f"square needs images (N, C, H, W) of at least 2 x 2 pixels, got {tuple(images.shape)}")
+    if images.ndim != 4 or min(images.shape[-2:]) < 2 or images.shape[1] > 16:
+        raise ValueError(
+            f"square needs images (N, C, H, W) of at least 2 x 2 pixels and at most 16 channels (one sign per channel "
+            f"is drawn as one of 2**C codes), got {tuple(images.shape)}"
+        )
     num_classes = getattr(model, "num_classes", None)
     num_classes = num_classes if isinstance(num_classes, int) else None
     target = c.check_target_labels(targeted, target_labels, images.shape[0], num_classes, images.device)
