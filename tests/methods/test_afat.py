@@ -371,3 +371,22 @@ def test_resume_refuses_other_afat_settings_and_a_plain_checkpoint(tmp_path) -> 
         train_afat(test_vit_64(), data, config=AFATConfig(rho=0.25), checkpoint=plain, resume=True, **settings)
     with pytest.raises(ValueError, match="stateful loss_fn"):
         fit(test_vit_64(), data, checkpoint=ckpt, resume=True, **settings)
+
+
+def test_under_fp16_amp_c_steps_by_its_true_gradient_not_the_loss_scale() -> None:
+    # fp16 autocast with fit's GradScaler (2**16 at the start) on the CPU: C's hook sees scaled gradients. Unscaled,
+    # C's first step has the size of the full-precision step; left scaled, it would be 2**16 times larger up to
+    # the norm clip.
+    images, labels = batch(4, 64)
+    data = ArrayDataset(images, labels, class_names=CLASSES, name="synthetic", split="train")
+    moves = {}
+    for amp in (False, "fp16"):
+        corruptor = PatchCorruptor(16, (4, 4), generator=torch.Generator().manual_seed(3))
+        start = [p.detach().clone() for p in corruptor.parameters()]
+        loss = AFATLoss(AFATConfig(rho=0.25, lam=1.0), corruptor=corruptor)
+        fit(test_vit_64(), data, loss_fn=loss, epochs=1, lr=1e-3, batch_size=4, optimizer="adamw", amp=amp)
+        assert loss.adversary_steps == 1
+        moves[amp] = torch.cat([(p.detach() - s).flatten() for p, s in zip(corruptor.parameters(), start, strict=True)])
+    full, half = float(moves[False].norm()), float(moves["fp16"].norm())
+    assert full > 0
+    assert 0.5 < half / full < 2  # fp16 rounding changes the direction of so small a gradient, not its size

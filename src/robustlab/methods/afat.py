@@ -34,9 +34,10 @@ it stopped; the noise of step ``t`` comes from a generator seeded by ``(seed, t)
 Under torchrun, C's gradient is averaged over the ranks (in a process group of its own) before each ascent step,
 so every rank keeps the same C, as DDP keeps the same ViT.
 
-Limits: under fp16 autocast C's gradient carries fit's loss scale; the norm clip then bounds the step, but the step
-size differs from full precision (bf16, robustlab's default on GPUs, has no loss scale). The PatchDrop ablation (which
-runs the blocks itself, outside the DDP wrapper) is single-process only.
+Under fp16 AMP, fit tells the loss its gradient scaler's factor (``loss_scale``) before each backward pass, and C's
+gradient is divided by it, so C steps as in full precision; a step whose gradient overflowed is skipped, as the
+scaler skips the ViT's. The PatchDrop ablation (which runs the blocks itself, outside the DDP wrapper) is
+single-process only.
 """
 
 from __future__ import annotations
@@ -394,6 +395,8 @@ class AFATLoss:
         self.optimizer: torch.optim.Optimizer | None = None
         self.steps = 0
         self.adversary_steps = 0
+        # the factor on this backward pass's gradients (fp16 AMP's loss scale), set by fit before each backward
+        self.loss_scale: Tensor | float = 1.0
         self.align_history: list[float] = []
         self._pending: dict[str, Any] | None = None
         self._group: Any = None  # the process group that averages C's gradient under torchrun
@@ -527,19 +530,23 @@ class AFATLoss:
         if copies and torch.is_grad_enabled():
             if cfg.objective == "align":
                 # d loss / d C = λ · d L_align / d C (the clean CE does not depend on C): Alg. 1, line 8
-                torch.autograd.graph.register_multi_grad_hook(copies, self._ascend)
+                torch.autograd.graph.register_multi_grad_hook(copies, self._ascend_scaled)
             else:
                 if corrupted_logits is None:
                     corrupted_logits = _classifier_head_logits(clf, corrupted)
                 adversary = cfg.lam * F.cross_entropy(corrupted_logits, labels)
-                self._ascend(torch.autograd.grad(adversary, copies, retain_graph=True, allow_unused=True))
+                self._ascend(torch.autograd.grad(adversary, copies, retain_graph=True, allow_unused=True), 1.0)
         return loss, logits
 
-    def _ascend(self, grads: Any) -> None:
-        """One ascent step of C: negate its gradient, clip the norm, step C's SGD."""
+    def _ascend_scaled(self, grads: Any) -> None:
+        """The ascent step from fit's backward pass, whose gradients carry the fp16 loss scale."""
+        self._ascend(grads, self.loss_scale)
+
+    def _ascend(self, grads: Any, scale: Tensor | float) -> None:
+        """One ascent step of C: unscale and negate its gradient, clip the norm, step C's SGD."""
         assert self.corruptor is not None and self.optimizer is not None
         params = list(self.corruptor.parameters())
-        grads = [torch.zeros_like(p) if g is None else g.detach() for p, g in zip(params, grads, strict=True)]
+        grads = [torch.zeros_like(p) if g is None else g.detach() / scale for p, g in zip(params, grads, strict=True)]
         if self._group is not None:
             # under torchrun every rank sees its own shard: average C's gradient so all ranks keep one C (as DDP
             # does for the ViT). A group of its own keeps this collective out of DDP's bucket order

@@ -176,7 +176,9 @@ def fit(
             accuracy; default :func:`cross_entropy_loss`. Under torchrun ``model`` is the DDP wrapper (its
             ``.module`` is the classifier); forward through the wrapper so gradients are synchronised. A loss
             with ``state_dict()`` / ``load_state_dict()`` (e.g. AFAT's, which trains its own corruption model)
-            has that state written into every checkpoint and restored on resume.
+            has that state written into every checkpoint and restored on resume. A loss with a ``loss_scale``
+            attribute is told, before each backward pass, the factor that fp16 AMP's gradient scaler puts on the
+            gradients of that pass (a 0-dim tensor; 1 without a scaler), for gradients it uses itself.
         augment: ``augment(images, *, generator)`` applied to each batch on the device, e.g.
             :func:`robustlab.train.random_crop_flip`.
         device: None picks CUDA when available (``cuda:LOCAL_RANK`` under torchrun), else CPU.
@@ -319,6 +321,8 @@ def _fit(
             if loss.ndim != 0:
                 raise ValueError(f"loss_fn must return a scalar loss, got shape {tuple(loss.shape)}")
             opt.zero_grad(set_to_none=True)
+            if hasattr(loss_fn, "loss_scale"):  # e.g. AFAT's corruption model, which steps inside this backward
+                loss_fn.loss_scale = scaler.scale(torch.ones((), device=loss.device))  # no host sync
             scaler.scale(loss).backward()
             if cfg.grad_clip is not None:
                 scaler.unscale_(opt)  # clip the true gradients, not the fp16-scaled ones
