@@ -43,7 +43,7 @@ def accuracy(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor)
 
 def radii(args: argparse.Namespace) -> list[float]:
     """``--eps`` as ``[e, ...]`` in 1/255 units."""
-    return [float(v) for v in args.eps.split(",")]
+    return [float(v) for v in args.eps.split(",") if v]
 
 
 def timed(attack, *args, **kwargs) -> tuple[torch.Tensor, float]:

@@ -1,9 +1,10 @@
 """robustlab's `autoattack` against torchattacks' AutoAttack, in the same run: robust accuracy and time.
 
-Three rows per eps: FAB-T alone (both without random start, so their iterates may agree exactly); AutoAttack's
+Three rows per L-inf eps: FAB-T alone (both without random start, so their iterates may agree exactly); AutoAttack's
 standard cascade (APGD-CE, APGD-T, FAB-T, Square 5000) with the original's 100 iterations per gradient attack in
 both libraries (torchattacks' attacks chained with `MultiAttack`); and torchattacks' `AutoAttack(version="standard")`
-as shipped, which leaves APGD, APGD-T and FAB at their default of 10 iterations.
+as shipped, which leaves APGD, APGD-T and FAB at their default of 10 iterations. Then FAB-T under L2 at each
+``--l2-eps``.
 
 torchattacks' FAB fails on a non-contiguous batch (a `.view` of the input gradient), so the images are one
 contiguous batch, for both libraries.
@@ -21,7 +22,9 @@ from robustlab.attacks import autoattack, fab_t
 
 
 def main() -> None:
-    args = parser(__doc__, eps="8,2").parse_args()
+    p = parser(__doc__, eps="8,2")
+    p.add_argument("--l2-eps", default="0.5", help="comma list of L2 radii for the FAB-T L2 rows ('' for none)")
+    args = p.parse_args()
     model, x, y, index = load(args)
 
     import torchattacks
@@ -50,6 +53,11 @@ def main() -> None:
         print(f"{e:>5g}/255 {'AutoAttack':<11} {cell(ours):>19} {cell(timed(same, x, y)):>19}", flush=True)
         shipped = torchattacks.AutoAttack(model, norm="Linf", eps=eps, version="standard", n_classes=10, seed=0)
         print(f"{e:>5g}/255 {'AA shipped':<11} {'':>19} {cell(timed(shipped, x, y)):>19}", flush=True)
+    for eps in (float(v) for v in args.l2_eps.split(",") if v):
+        fab = torchattacks.FAB(model, norm="L2", eps=eps, steps=100, n_restarts=1, multi_targeted=True, n_classes=10,
+                               seed=0)  # fmt: skip
+        ours = timed(fab_t, model, x, y, eps=eps, norm="l2")
+        print(f"{eps:>5g} L2 {'FAB-T':<11} {cell(ours):>19} {cell(timed(fab, x, y)):>19}", flush=True)
 
 
 if __name__ == "__main__":

@@ -127,7 +127,7 @@ def test_autoattack_is_the_cascade_of_apgd_ce_apgd_t_fab_t_and_square() -> None:
         autoattack(model, x, y, fab="yes")
 
 
-def test_autoattack_under_l2_leaves_out_fab_t_and_square() -> None:
+def test_autoattack_under_l2_leaves_out_square() -> None:
     model = linear_classifier(size=8, seed=3)
     x = images(8, 8, seed=4)
     y = model(x).argmax(1)
@@ -135,7 +135,7 @@ def test_autoattack_under_l2_leaves_out_fab_t_and_square() -> None:
     model.register_forward_hook(lambda module, inputs, output: calls.append(inputs[0].shape[0]))
     adv = autoattack(model, x, y, eps=0.1, norm="l2", steps=5, n_targets=2, queries=10_000, generator=gen(0))
     assert float(torch.linalg.vector_norm((adv - x).flatten(1), dim=1).max()) <= 0.1 + 1e-5
-    assert len(calls) < 100  # APGD-CE and APGD-T only; a 10,000-query Square would have called it far more
+    assert len(calls) < 200  # APGD-CE, APGD-T, FAB-T only; a 10,000-query Square would have called it far more
 
 
 def test_autoattack_fits_its_targets_to_models_with_few_classes() -> None:

@@ -11,7 +11,7 @@ list of one generator per image (an image's random start then does not depend on
   step for step as torchattacks).
 - :func:`apgd`: Auto-PGD (Croce & Hein 2020), AutoAttack's APGD-CE / APGD-DLR: momentum and an adaptive step size;
   :func:`apgd_t`, AutoAttack's APGD-T: targeted DLR towards the next most likely classes in turn.
-- :func:`fab_t`: FAB-T (Croce & Hein 2020), AutoAttack's minimal-perturbation boundary attack, targeted.
+- :func:`fab_t`: FAB-T (Croce & Hein 2020), AutoAttack's minimal-perturbation boundary attack, targeted, L-inf or L2.
 - :func:`square`: Square Attack (Andriushchenko et al. 2020), AutoAttack's score-based random search: no gradients,
   so it checks that robustness is not gradient masking.
 - :func:`patch_fool`: Patch-Fool (Fu et al. 2022) for vision transformers; :func:`select_patches` is its
@@ -31,7 +31,7 @@ from robustlab.attacks._common import DEFAULT_EPS, LOSSES, NORMS
 from robustlab.attacks._registry import ATTACKS
 from robustlab.attacks.apgd import apgd, apgd_checkpoints, apgd_t
 from robustlab.attacks.autoattack import autoattack
-from robustlab.attacks.fab import fab_t, project_linf_box
+from robustlab.attacks.fab import fab_t, project_onto_hyperplane
 from robustlab.attacks.gradient import fgsm, pgd
 from robustlab.attacks.losses import attack_objective, cw_loss, dlr_loss
 from robustlab.attacks.occlusion import patch_corruption_accuracy
@@ -60,7 +60,7 @@ __all__ = [
     "patch_fool",
     "patch_pixel_mask",
     "pgd",
-    "project_linf_box",
+    "project_onto_hyperplane",
     "select_patches",
     "square",
     "square_fraction",

@@ -28,14 +28,15 @@ def autoattack(
     fab: bool = True,
     generator: torch.Generator | list[torch.Generator] | None = None,
 ) -> Tensor:
-    """AutoAttack's standard cascade: APGD-CE, APGD-T, FAB-T, then Square (L-inf).
+    """AutoAttack's standard cascade: APGD-CE, APGD-T, FAB-T, then Square (L-inf only).
 
     Args:
         model: maps [0, 1] pixels to logits. Its mode is not changed.
         images: clean pixels in [0, 1].
         labels: true classes.
         eps: radius in [0, 1] pixel units; default 8/255 (``"linf"``) or 0.5 (``"l2"``).
-        norm: ``"linf"`` (all four) or ``"l2"`` (APGD-CE and APGD-T: robustlab's FAB-T and Square are L-inf only).
+        norm: ``"linf"`` (all four) or ``"l2"`` (APGD-CE, APGD-T and FAB-T: robustlab's Square is L-inf only, so
+            the L2 cascade lacks AutoAttack's L2 Square).
         steps: APGD and FAB iterations (AutoAttack: 100).
         n_targets: target classes of APGD-T and FAB-T (AutoAttack: 9; fewer when the model has fewer than 10
             classes). APGD-T is left out for fewer than 4 classes (its loss needs them).
@@ -64,8 +65,8 @@ def autoattack(
     stages: list[tuple[str, dict]] = [("apgd", {"eps": eps, "norm": norm, "steps": steps, "loss": "ce"})]
     if not isinstance(classes, int) or classes >= 4:  # the targeted DLR loss needs 4 classes
         stages.append(("apgd_t", {"eps": eps, "norm": norm, "steps": steps, "n_targets": n_targets}))
+    if fab and (not isinstance(classes, int) or classes >= 2):
+        stages.append(("fab_t", {"eps": eps, "norm": norm, "steps": steps, "n_targets": n_targets}))
     if norm == "linf":
-        if fab and (not isinstance(classes, int) or classes >= 2):
-            stages.append(("fab_t", {"eps": eps, "steps": steps, "n_targets": n_targets}))
         stages.append(("square", {"eps": eps, "queries": queries}))
     return worst_case(model, images, labels, stages, generator=generator).adversarial
