@@ -37,8 +37,7 @@ def check_model(model: object, what: str) -> nn.Module:
 def check_inputs(model: nn.Module, images: object, labels: object, what: str) -> tuple[Tensor, Tensor]:
     """Validate images and labels; labels move to the images' device. Class range checked when the model knows K."""
     images = check_images(images)
-    num_classes = getattr(model, "num_classes", None)
-    labels = check_labels(labels, images.shape[0], num_classes=num_classes if isinstance(num_classes, int) else None)
+    labels = check_labels(labels, images.shape[0], num_classes=model_classes(model))
     return images, labels.to(images.device)
 
 
@@ -64,6 +63,19 @@ def check_nonnegative(value: object, name: str, hint: str = "") -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0 or value == float("inf"):
         raise ValueError(f"{name} must be a finite number >= 0{hint}, got {value!r}")
     return float(value)
+
+
+def check_eps(eps: object, norm: str) -> float:
+    """The attack radius: the norm's literature default for None, else a finite number >= 0."""
+    if eps is None:
+        return DEFAULT_EPS[norm]
+    return check_nonnegative(eps, "eps", f" (the {norm} radius in [0, 1] pixel units, e.g. 8/255)")
+
+
+def model_classes(model: nn.Module) -> int | None:
+    """The class count the model declares (``num_classes``), or None when it does not."""
+    k = getattr(model, "num_classes", None)
+    return k if isinstance(k, int) else None
 
 
 def check_in_range(value: object, name: str, low: float, high: float, *, open_low: bool = False) -> float:

@@ -56,16 +56,16 @@ def autoattack(
     norm = c.check_choice(norm, c.NORMS, "norm")
     if not isinstance(fab, bool):
         raise ValueError(f"fab must be True or False, got {fab!r}")
-    classes = getattr(model, "num_classes", None)
-    if not isinstance(classes, int) and isinstance(images, Tensor) and images.ndim == 4 and images.shape[0]:
+    classes = c.model_classes(model)
+    if classes is None and isinstance(images, Tensor) and images.ndim == 4 and images.shape[0]:
         with torch.no_grad():
             classes = int(c.check_model(model, "autoattack")(c.as_normal_tensor(images[:1])).shape[1])
-    if isinstance(classes, int):
+    if classes is not None:
         n_targets = min(n_targets, classes - 1)
     stages: list[tuple[str, dict]] = [("apgd", {"eps": eps, "norm": norm, "steps": steps, "loss": "ce"})]
-    if not isinstance(classes, int) or classes >= 4:  # the targeted DLR loss needs 4 classes
+    if classes is None or classes >= 4:  # the targeted DLR loss needs 4 classes
         stages.append(("apgd_t", {"eps": eps, "norm": norm, "steps": steps, "n_targets": n_targets}))
-    if fab and (not isinstance(classes, int) or classes >= 2):
+    if fab and (classes is None or classes >= 2):
         stages.append(("fab_t", {"eps": eps, "norm": norm, "steps": steps, "n_targets": n_targets}))
     if norm == "linf":
         stages.append(("square", {"eps": eps, "queries": queries}))

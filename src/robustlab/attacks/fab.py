@@ -160,8 +160,7 @@ def fab_t(
     model = c.check_model(model, what)
     images, labels = c.check_inputs(model, images, labels, what)
     norm = c.check_choice(norm, c.NORMS, "norm")
-    eps = c.DEFAULT_EPS[norm] if eps is None else c.check_nonnegative(
-        eps, "eps", f" (the {norm} radius in [0, 1] pixel units)")  # fmt: skip
+    eps = c.check_eps(eps, norm)
     steps = c.check_positive_int(steps, "steps")
     n_targets = c.check_positive_int(n_targets, "n_targets")
     alpha_max = c.check_in_range(alpha_max, "alpha_max", 0, 1)

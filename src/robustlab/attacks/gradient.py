@@ -86,11 +86,9 @@ def _check_arguments(
     images, labels = c.check_inputs(model, images, labels, what)
     norm = c.check_choice(norm, c.NORMS, "norm")
     c.check_choice(loss, c.LOSSES, "loss")
-    eps = c.DEFAULT_EPS[norm] if eps is None else c.check_nonnegative(
-        eps, "eps", f" (the {norm} radius in [0, 1] pixel units, e.g. 8/255)")
+    eps = c.check_eps(eps, norm)
     steps = c.check_positive_int(steps, "steps")
-    num_classes = getattr(model, "num_classes", None)
-    num_classes = num_classes if isinstance(num_classes, int) else None
+    num_classes = c.model_classes(model)
     target = c.check_target_labels(targeted, target_labels, images.shape[0], num_classes, images.device)
     generator = c.check_generators(generator, images.shape[0])
     start = _check_init(init, images) if init is not None else None

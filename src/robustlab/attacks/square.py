@@ -22,12 +22,12 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from robustlab import rng
 from robustlab.attacks import _common as c
 from robustlab.attacks._registry import ATTACKS
+from robustlab.attacks.losses import per_sample_objective
 
 __all__ = ["square", "square_fraction"]
 
@@ -49,18 +49,11 @@ def square_fraction(iteration: int, queries: int, p_init: float = 0.8) -> float:
 
 
 def _objective(logits: Tensor, labels: Tensor, target: Tensor | None, loss: str) -> Tensor:
-    """The loss per image that the search lowers: the margin (negative once fooled) or the signed cross-entropy."""
-    logits = logits.detach().float()
-    goal = labels if target is None else target
-    rows = torch.arange(logits.shape[0], device=logits.device)
-    own = logits[rows, goal]
-    others = logits.clone()
-    others[rows, goal] = -torch.inf
-    best_other = others.amax(dim=1)
-    if loss == "margin":
-        return own - best_other if target is None else best_other - own
-    ce = F.cross_entropy(logits, goal, reduction="none")
-    return -ce if target is None else ce
+    """The loss per image that the search lowers: the margin (negative once fooled) or the signed cross-entropy.
+
+    Both are the gradient attacks' objectives with the sign turned: the margin is minus the C&W loss.
+    """
+    return -per_sample_objective(logits.detach().float(), labels, "cw" if loss == "margin" else "ce", target)
 
 
 @ATTACKS.register
@@ -108,8 +101,7 @@ def square(
     what = "square"
     model = c.check_model(model, what)
     images, labels = c.check_inputs(model, images, labels, what)
-    eps = c.DEFAULT_EPS["linf"] if eps is None else c.check_nonnegative(
-        eps, "eps", " (the linf radius in [0, 1] pixel units, e.g. 8/255)")  # fmt: skip
+    eps = c.check_eps(eps, "linf")
     queries = c.check_positive_int(queries, "queries")
     p_init = c.check_in_range(p_init, "p_init", 0, 1, open_low=True)
     loss = c.check_choice(loss, SQUARE_LOSSES, "loss")
@@ -118,8 +110,7 @@ def square(
             f"square needs images (N, C, H, W) of at least 2 x 2 pixels and at most 16 channels (one sign per channel "
             f"is drawn as one of 2**C codes), got {tuple(images.shape)}"
         )
-    num_classes = getattr(model, "num_classes", None)
-    num_classes = num_classes if isinstance(num_classes, int) else None
+    num_classes = c.model_classes(model)
     target = c.check_target_labels(targeted, target_labels, images.shape[0], num_classes, images.device)
     generator = c.check_generators(generator, images.shape[0])
     if images.shape[0] == 0:

@@ -109,7 +109,7 @@ def attack_command(
 
     from robustlab.engine.evaluate import _key
     from robustlab.engine.measures import attack_conditions, attack_dataset
-    from robustlab.engine.suite import parse_suite
+    from robustlab.engine.suite import check_conditions, parse_suite
     from robustlab.store import Cell, Store
 
     with user_errors():
@@ -126,9 +126,7 @@ def attack_command(
         clf, dataset = load_model_and_data(
             model, data, split=split, n=n, data_dir=data_dir, pretrained=pretrained, device=dev
         )
-        if condition.check is not None and len(dataset):  # bad settings fail before a run is recorded
-            probe_images, probe_labels = dataset.get_batch([0])
-            condition.check(clf, probe_images.to(dev), probe_labels.to(dev))
+        check_conditions([condition], clf, dataset, dev)  # bad settings fail before a run is recorded
         config = {"model": model, "data": data, "dataset": dataset.name, "split": split, "attack": name,
                   "params": dict(condition.params), "n": len(dataset), "seed": seed, "out": str(out)}  # fmt: skip
         with (

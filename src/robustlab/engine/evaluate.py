@@ -21,7 +21,7 @@ from robustlab._checks import warn_if_training
 from robustlab.data._base import ImageDataset, iter_batches
 from robustlab.engine._shard import dist_rank_world, reduce_sum, shard_indices
 from robustlab.engine.accuracy import _check_inputs, _model_device, autocast, resolve_amp
-from robustlab.engine.suite import Condition, Group, build_suite
+from robustlab.engine.suite import Condition, Group, build_suite, check_conditions
 from robustlab.metrics.perturbation import flip_fractions, top5_distances
 from robustlab.store import Cell, ResultKey, Store
 
@@ -142,12 +142,7 @@ def evaluate(
         # Store.cells, not a DataFrame: a cell stored without n reads back as None, not pd.NA
         done = {cell.key: (cell.value, cell.n) for cell in store.cells(model=name, dataset=dataset.name)}
 
-    checks = [c.check for g in groups for c in g.conditions if c.check is not None]
-    if checks and len(dataset):
-        # settings that cannot run fail here, before any cell is measured or stored
-        images, labels = dataset.get_batch([order[0]])
-        for check in checks:
-            check(model, images.to(device), labels.to(device))
+    check_conditions([c for g in groups for c in g.conditions], model, dataset, device)
 
     results: list[CellResult] = []
     for group in groups:

@@ -382,3 +382,17 @@ def build_suite(
     if not groups:
         raise ValueError("the suite is empty; pass e.g. 'clean,corruptions,noise'")
     return groups
+
+
+def check_conditions(conditions: Sequence[Condition], model: nn.Module, dataset: Any, device: Any) -> None:
+    """Run every condition's ``check`` on one sample of ``dataset``, so a setting that cannot run fails before any
+    work (nothing measured, stored or recorded).
+
+    Raises:
+        ValueError: from the first check that refuses its setting.
+    """
+    checks = [c.check for c in conditions if c.check is not None]
+    if checks and len(dataset):
+        images, labels = dataset.get_batch([0])
+        for check in checks:
+            check(model, images.to(device), labels.to(device))
