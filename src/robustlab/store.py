@@ -28,8 +28,10 @@ import logging
 import math
 import operator
 import os
+import re
 import sqlite3
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -332,6 +334,27 @@ def _package_version(name: str) -> str | None:
         return None
 
 
+def _torch_version() -> str | None:
+    """torch's own ``__version__`` with its local build tag (``2.14.1+cu130``, ``2.13.0+cpu``).
+
+    The wheel metadata drops the tag (``2.14.1``), which hides whether a result came from a CUDA or a CPU build.
+    The store never imports torch for this: it takes the loaded module's attribute, or reads ``torch/version.py``.
+    """
+    loaded = sys.modules.get("torch")
+    if loaded is not None and isinstance(getattr(loaded, "__version__", None), str):
+        return str(loaded.__version__)
+    spec = importlib.util.find_spec("torch")
+    for folder in (spec.submodule_search_locations or []) if spec is not None else []:
+        try:
+            text = (Path(folder) / "version.py").read_text()
+        except OSError:
+            continue
+        found = re.search(r"^__version__\s*=\s*['\"]([^'\"]+)['\"]", text, flags=re.MULTILINE)
+        if found:
+            return found.group(1)
+    return _package_version("torch")
+
+
 @lru_cache(maxsize=1)
 def _git_sha() -> str | None:
     """The commit of the robustlab checkout this code runs from, or ``None`` (installed wheel, no git)."""
@@ -574,8 +597,7 @@ class Store:
             command,
             config_json,
             __version__,
-            # from the installed metadata: the store itself never needs torch
-            _package_version("torch"),
+            _torch_version(),
             str(device),
             _git_sha(),
         )
