@@ -110,3 +110,22 @@ def test_patch_fool_warns_in_train_mode(vit_tiny) -> None:
         assert vit_tiny.training
     finally:
         vit_tiny.eval()
+
+
+@pytest.mark.parametrize("attack", ["pgd", "fgsm", "apgd", "square"])
+def test_linf_eps_above_one_warns_and_names_the_fix(linear, attack: str) -> None:
+    x, y = _data(linear)
+    kwargs = {"steps": 1} if attack in ("pgd", "apgd") else ({"queries": 2} if attack == "square" else {})
+    if attack != "fgsm":
+        kwargs["generator"] = gen()
+    with pytest.warns(UserWarning, match=r"eps=8 exceeds 1.*did you mean eps=8/255\?"):
+        ATTACKS.get(attack)(linear, x, y, eps=8, **kwargs)
+
+
+def test_pixel_scale_eps_and_l2_radii_above_one_do_not_warn(linear) -> None:
+    x, y = _data(linear)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        pgd(linear, x, y, eps=8 / 255, steps=1, generator=gen())
+        pgd(linear, x, y, eps=1.0, steps=1, generator=gen())  # the whole box: legal and exactly 1
+        pgd(linear, x, y, eps=3.0, norm="l2", steps=1, generator=gen())  # ImageNet's usual L2 radius

@@ -66,10 +66,36 @@ def check_nonnegative(value: object, name: str, hint: str = "") -> float:
 
 
 def check_eps(eps: object, norm: str) -> float:
-    """The attack radius: the norm's literature default for None, else a finite number >= 0."""
+    """The attack radius: the norm's literature default for None, else a finite number >= 0.
+
+    Raises:
+        ValueError: a negative, infinite or non-numeric radius.
+
+    Warns:
+        UserWarning: an L-inf radius above 1 (see :func:`warn_if_pixel_scale`).
+    """
     if eps is None:
         return DEFAULT_EPS[norm]
-    return check_nonnegative(eps, "eps", f" (the {norm} radius in [0, 1] pixel units, e.g. 8/255)")
+    value = check_nonnegative(eps, "eps", f" (the {norm} radius in [0, 1] pixel units, e.g. 8/255)")
+    if norm == "linf":
+        warn_if_pixel_scale(value)
+    return value
+
+
+def warn_if_pixel_scale(eps: float, name: str = "eps") -> None:
+    """Warn when an L-inf radius exceeds 1, the whole [0, 1] pixel range: almost always a forgotten ``/255``.
+
+    Such a radius is legal (every image in the box is allowed) but the attack then measures nothing a user meant:
+    ``pgd:eps=8`` runs at 2040/255. L2 radii above 1 are common (3.0 on ImageNet) and are left alone.
+    """
+    if eps > 1:
+        shown = f"{eps:g}"
+        warnings.warn(
+            f"{name}={shown} exceeds 1, the whole [0, 1] pixel range, so the L-inf ball allows any image; "
+            f"did you mean {name}={shown}/255?",
+            UserWarning,
+            stacklevel=3,
+        )
 
 
 def model_classes(model: nn.Module) -> int | None:

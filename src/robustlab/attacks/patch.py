@@ -205,6 +205,7 @@ def patch_fool(
     lr_decay = c.check_nonnegative(lr_decay, "lr_decay")
     if eps is not None:
         eps = c.check_nonnegative(eps, "eps", " (an L-inf budget on the patch pixels, e.g. 16/255)")
+        c.warn_if_pixel_scale(eps)
     generator = c.check_generators(generator, images.shape[0])
     n = images.shape[0]
     if n == 0:
