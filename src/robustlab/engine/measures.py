@@ -26,7 +26,9 @@ import torch
 from torch import Tensor, nn
 
 from robustlab import rng
+from robustlab.models.patch_corruptor import load_corruptor
 from robustlab.perturb import ALL_CORRUPTIONS, TEST_CORRUPTIONS, VALIDATION_CORRUPTIONS, perturb
+from robustlab.perturb.occlusion import corrupt_patches, keep_mask
 
 # arguments an attack receives from the engine, never from the suite
 _ENGINE_ARGS = ("model", "images", "labels", "generator", "init", "targets", "target_labels", "patches")
@@ -37,25 +39,6 @@ def attack_names() -> list[str]:
     from robustlab.attacks import ATTACKS
 
     return list(ATTACKS)
-
-
-def attack_label(params_json: str) -> str:
-    """A short name for an attack setting from its stored parameters: ``eps=8/255 linf steps=20 loss=dlr``.
-
-    It names what tells two settings of one attack apart in a table: radius, norm, budget (steps or queries), loss,
-    restarts when more than one, and a targeted run.
-    """
-    params = json.loads(params_json)
-    parts = []
-    eps = params.get("eps")
-    if isinstance(eps, (int, float)):
-        on_grid = abs(eps * 255 - round(eps * 255)) < 1e-6 and params.get("norm", "linf") == "linf"
-        parts.append(f"eps={round(eps * 255)}/255" if on_grid else f"eps={eps:g}")
-    parts += [str(params["norm"])] if "norm" in params else []
-    parts += [f"{key}={params[key]}" for key in ("steps", "queries", "loss") if key in params]
-    parts += [f"restarts={params['restarts']}"] if params.get("restarts", 1) != 1 else []
-    parts += ["targeted"] if params.get("targeted") is True else []
-    return " ".join(parts)
 
 
 def _parse_value(key: str, text: str, default: Any, attack: str) -> Any:
@@ -351,8 +334,6 @@ def _afat_patch_measure(path: str, ratio: float) -> Callable[..., Tensor]:
     corruptors: dict[str, Any] = {}
 
     def measure(model: nn.Module, images: Tensor, labels: Tensor, indices: Tensor, seed: int) -> Tensor:
-        from robustlab.methods.afat import corrupt_patches, keep_mask, load_corruptor
-
         if "c" not in corruptors:
             corruptors["c"] = load_corruptor(path)
         corruptor = corruptors["c"].to(images.device)

@@ -43,8 +43,6 @@ single-process only.
 from __future__ import annotations
 
 import math
-import os
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -57,7 +55,15 @@ from robustlab import rng
 from robustlab.data._base import ImageDataset
 from robustlab.methods._registry import METHODS
 from robustlab.models.classifier import Classifier
+from robustlab.models.patch_corruptor import (
+    PatchCorruptor,
+    _classifier,
+    load_corruptor,
+    patch_geometry,
+    save_corruptor,
+)
 from robustlab.models.probes import _vit_parts
+from robustlab.perturb.occlusion import corrupt_patches, keep_mask, occluded_count
 from robustlab.train import distributed
 from robustlab.train.fit import Callback, FitResult, fit
 
@@ -76,6 +82,10 @@ __all__ = [
     "save_corruptor",
     "train_afat",
 ]
+
+# C (PatchCorruptor, save / load_corruptor) and patch_geometry live in robustlab.models.patch_corruptor, the mask
+# and fill ops (keep_mask, corrupt_patches, occluded_count) in robustlab.perturb.occlusion, so that evaluation uses
+# them without importing a training method; __all__ re-exports them from here
 
 SELECTIONS = ("learned", "random")
 OCCLUSIONS = ("noise", "drop")
@@ -138,167 +148,6 @@ class AFATConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-# --------------------------------------------------------------------------------------------------------- geometry
-
-
-def _classifier(model: nn.Module) -> Classifier:
-    inner = getattr(model, "module", model)  # DDP wrapper -> the classifier
-    if not isinstance(inner, Classifier):
-        raise ValueError(f"AFAT needs a robustlab Classifier (from create_model), got {type(inner).__name__}")
-    return inner
-
-
-def patch_geometry(model: nn.Module) -> tuple[int, tuple[int, int]]:
-    """The patch size and token grid of a ViT classifier, read from the model.
-
-    Returns:
-        ``(patch_size, (h, w))``, e.g. ``(4, (8, 8))`` for ``cifar:vit_tiny_patch4``.
-
-    Raises:
-        ValueError: not a Classifier, not a vision transformer, or an input size the grid does not divide.
-    """
-    clf = _classifier(model)
-    try:
-        parts = _vit_parts(clf)
-    except ValueError as e:
-        raise ValueError(f"AFAT trains vision transformers (timm ViTs, cifar:vit_tiny_patch4): {e}") from None
-    height, width = clf.input_size[1:]
-    grid = parts.grid
-    if height % grid[0] or width % grid[1] or height // grid[0] != width // grid[1]:
-        raise ValueError(f"{clf.name}: input {height}x{width} is not a grid of {grid} square patches")
-    return height // grid[0], grid
-
-
-def occluded_count(rho: float, patches: int) -> int:
-    """How many of ``patches`` patches AFAT occludes at ratio ``rho``: ``⌊ρ · N⌋`` (see the module docstring).
-
-    Raises:
-        ValueError: the count is 0 (ρ too small for this grid).
-    """
-    count = math.floor(rho * patches + 1e-9)
-    if count < 1:
-        raise ValueError(f"rho={rho} occludes no patch of {patches}; use rho >= {1 / patches:.4g} for this model")
-    return count
-
-
-# ------------------------------------------------------------------------------------------------ corruption model
-
-
-class PatchCorruptor(nn.Module):
-    """C (eq. 2): conv (kernel = stride = patch, C → 1, no bias) → GELU → linear over the N patch scores (no bias).
-
-    Args:
-        patch_size: side of the model's square patches.
-        grid: ``(h, w)`` token grid; N = h · w.
-        channels: image channels.
-        generator: draws the initial weights (PyTorch's default ranges), so C does not touch the global RNG.
-
-    Shape:
-        normalised images ``(B, channels, h·p, w·p)`` -> scores ``(B, N)``; higher = keep.
-    """
-
-    def __init__(
-        self, patch_size: int, grid: tuple[int, int], channels: int = 3, *, generator: torch.Generator | None = None
-    ) -> None:
-        super().__init__()
-        self.patch_size, self.grid = int(patch_size), (int(grid[0]), int(grid[1]))
-        patches = self.grid[0] * self.grid[1]
-        # skip_init: the default initialisation would draw from the global RNG; ours comes from ``generator``
-        self.conv = nn.utils.skip_init(nn.Conv2d, channels, 1, kernel_size=patch_size, stride=patch_size, bias=False)
-        self.linear = nn.utils.skip_init(nn.Linear, patches, patches, bias=False)
-        with torch.no_grad():  # the bounds nn.Conv2d / nn.Linear use by default (kaiming uniform, a = sqrt(5))
-            for weight, fan_in in ((self.conv.weight, channels * patch_size**2), (self.linear.weight, patches)):
-                bound = 1.0 / math.sqrt(fan_in)
-                weight.copy_(torch.rand(weight.shape, generator=generator) * 2 * bound - bound)
-
-    @property
-    def num_patches(self) -> int:
-        return self.grid[0] * self.grid[1]
-
-    def forward(self, images: Tensor) -> Tensor:
-        return self.linear(F.gelu(self.conv(images)).flatten(1))
-
-
-class _KeepTopSTE(torch.autograd.Function):
-    """Hard top-k keep mask; backward passes the gradient straight through, clipped to [−1, 1]."""
-
-    @staticmethod
-    def forward(ctx: Any, scores: Tensor, occluded: int) -> Tensor:
-        lowest = scores.topk(occluded, dim=1, largest=False).indices
-        return torch.ones_like(scores).scatter_(1, lowest, 0.0)
-
-    @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
-        return grad.clamp(-1.0, 1.0), None
-
-
-def keep_mask(scores: Tensor, rho: float) -> Tensor:
-    """Binarise patch scores: keep 1 for all but the ``⌊ρ·N⌋`` lowest-scoring patches of each row, which get 0.
-
-    Differentiable by a straight-through estimator whose gradient is clipped to [−1, 1] (Hubara et al., 2016).
-
-    Args:
-        scores: patch scores, higher = keep.
-        rho: occlusion ratio in (0, 1).
-
-    Returns:
-        The keep mask M (1 = keep, 0 = occlude), same dtype and device as ``scores``.
-
-    Shape:
-        ``(B, N)`` -> ``(B, N)``.
-
-    Raises:
-        ValueError: ``scores`` not 2-D floating point, or ``rho`` that occludes nothing.
-    """
-    if not isinstance(scores, Tensor) or scores.ndim != 2 or not scores.is_floating_point():
-        raise ValueError(f"scores must be a float tensor (B, N), got {getattr(scores, 'shape', type(scores))}")
-    return _KeepTopSTE.apply(scores, occluded_count(rho, scores.shape[1]))
-
-
-def corrupt_patches(
-    images: Tensor,
-    keep: Tensor,
-    patch_size: int,
-    *,
-    fill: str = "pixel",
-    mean: Tensor | None = None,
-    std: Tensor | None = None,
-    generator: torch.Generator | Sequence[torch.Generator] | None = None,
-) -> Tensor:
-    """``x̂ = M ⊙ x + (1 − M) ⊙ δ`` with the per-patch mask expanded to pixels (eq. 1); gradients reach ``keep``.
-
-    Args:
-        images: clean pixels in [0, 1].
-        keep: per-patch keep mask (1 keep, 0 occlude), row-major over the patch grid; may carry a gradient.
-        patch_size: side p of the square patches.
-        fill: ``"pixel"`` (δ ~ U[0, 1] pixels) or ``"normalized"`` (δ ~ U[0, 1] in normalised space, i.e. pixels
-            ``mean + std · U[0, 1]``, as the reference code).
-        mean, std: the model's normalisation (per channel), needed for ``fill="normalized"``.
-        generator: draws δ (on the CPU, so values do not depend on the device); one per sample makes a sample's
-            noise independent of its batch.
-
-    Returns:
-        Corrupted pixels, same shape, dtype and device as ``images``.
-
-    Shape:
-        images ``(B, C, H, W)``, keep ``(B, (H/p)·(W/p))`` -> ``(B, C, H, W)``.
-    """
-    b, c, height, width = images.shape
-    grid = (height // patch_size, width // patch_size)
-    if keep.shape != (b, grid[0] * grid[1]):
-        raise ValueError(f"keep must have shape (B, patches) = {(b, grid[0] * grid[1])}, got {tuple(keep.shape)}")
-    noise = rng.rand(images.shape, generator=generator, device=images.device, dtype=images.dtype)
-    if fill == "normalized":
-        if mean is None or std is None:
-            raise ValueError("fill='normalized' needs the model's mean and std")
-        noise = mean.view(1, -1, 1, 1).to(noise) + std.view(1, -1, 1, 1).to(noise) * noise
-    elif fill != "pixel":
-        raise ValueError(f"fill must be 'pixel' or 'normalized', got {fill!r}")
-    pixels = keep.view(b, 1, *grid).repeat_interleave(patch_size, dim=2).repeat_interleave(patch_size, dim=3)
-    pixels = pixels.to(images.dtype)
-    return pixels * images + (1 - pixels) * noise
 
 
 # --------------------------------------------------------------------------------------------------- features, loss
@@ -574,27 +423,6 @@ def _classifier_head_logits(clf: Classifier, tokens: list[Tensor]) -> Tensor:
 
 
 # ------------------------------------------------------------------------------------------------- save and train
-
-
-def save_corruptor(corruptor: PatchCorruptor, path: str | os.PathLike[str]) -> None:
-    """Write C's weights and geometry to ``path`` (a torch file readable with ``weights_only=True``)."""
-    torch.save({"patch_size": corruptor.patch_size, "grid": list(corruptor.grid),
-                "channels": corruptor.conv.in_channels,
-                "state_dict": {k: v.detach().cpu() for k, v in corruptor.state_dict().items()}}, path)  # fmt: skip
-
-
-def load_corruptor(path: str | os.PathLike[str]) -> PatchCorruptor:
-    """Read a C written by :func:`save_corruptor`.
-
-    Raises:
-        FileNotFoundError: no such file.
-    """
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"no corruptor at {path} (robustlab train afat writes OUT.corruptor.pt)")
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    corruptor = PatchCorruptor(state["patch_size"], tuple(state["grid"]), state["channels"])
-    corruptor.load_state_dict(state["state_dict"])
-    return corruptor
 
 
 @dataclass

@@ -31,6 +31,7 @@ from torch import Tensor
 
 from robustlab.models._common import resolve_class_names
 from robustlab.models._weights import load_into, read_file
+from robustlab.models.a3_module import attach_from_spec
 from robustlab.models.classifier import Classifier
 
 FORMAT = "robustlab-checkpoint"
@@ -167,8 +168,6 @@ def load_checkpoint(
         model = create_model(arch, pretrained=False, class_names=class_names, num_classes=num_classes)
         names = model.class_names
     if isinstance(meta.get("a3"), Mapping):
-        from robustlab.methods.a3 import attach_from_spec  # lazy: methods import models
-
         attach_from_spec(model, dict(meta["a3"]))
     load_into(model.net, state, path)
     if "mean" in meta and "std" in meta:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -24,7 +25,16 @@ from robustlab._checks import check_images, check_severity
 from robustlab.perturb._profiles import resolve_profile
 from robustlab.perturb._registry import PERTURBATIONS
 
-__all__ = ["OCCLUSION_NOISE", "OCCLUSION_PATCH_SIZE", "OCCLUSION_RATIOS", "patch_occlusion", "random_patch_occlusion"]
+__all__ = [
+    "OCCLUSION_NOISE",
+    "OCCLUSION_PATCH_SIZE",
+    "OCCLUSION_RATIOS",
+    "corrupt_patches",
+    "keep_mask",
+    "occluded_count",
+    "patch_occlusion",
+    "random_patch_occlusion",
+]
 
 # what fills an occluded patch: uniform [0, 1] noise as in AFAT, or black (zeros) as a noise-free control
 OCCLUSION_NOISE = ("uniform", "zeros")
@@ -204,3 +214,98 @@ def random_patch_occlusion(
 # severity wrapper is the one that fits perturb() and the corruption sweeps.
 PERTURBATIONS.register(patch_occlusion)
 PERTURBATIONS.register(random_patch_occlusion)
+
+
+# --- AFAT's learned occlusion: a keep mask from patch scores, and the patch fill of eq. 1 ---
+
+
+def occluded_count(rho: float, patches: int) -> int:
+    """How many of ``patches`` patches AFAT occludes at ratio ``rho``: ``⌊ρ · N⌋`` (see the module docstring).
+
+    Raises:
+        ValueError: the count is 0 (ρ too small for this grid).
+    """
+    count = math.floor(rho * patches + 1e-9)
+    if count < 1:
+        raise ValueError(f"rho={rho} occludes no patch of {patches}; use rho >= {1 / patches:.4g} for this model")
+    return count
+
+
+class _KeepTopSTE(torch.autograd.Function):
+    """Hard top-k keep mask; backward passes the gradient straight through, clipped to [−1, 1]."""
+
+    @staticmethod
+    def forward(ctx: Any, scores: Tensor, occluded: int) -> Tensor:
+        lowest = scores.topk(occluded, dim=1, largest=False).indices
+        return torch.ones_like(scores).scatter_(1, lowest, 0.0)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
+        return grad.clamp(-1.0, 1.0), None
+
+
+def keep_mask(scores: Tensor, rho: float) -> Tensor:
+    """Binarise patch scores: keep 1 for all but the ``⌊ρ·N⌋`` lowest-scoring patches of each row, which get 0.
+
+    Differentiable by a straight-through estimator whose gradient is clipped to [−1, 1] (Hubara et al., 2016).
+
+    Args:
+        scores: patch scores, higher = keep.
+        rho: occlusion ratio in (0, 1).
+
+    Returns:
+        The keep mask M (1 = keep, 0 = occlude), same dtype and device as ``scores``.
+
+    Shape:
+        ``(B, N)`` -> ``(B, N)``.
+
+    Raises:
+        ValueError: ``scores`` not 2-D floating point, or ``rho`` that occludes nothing.
+    """
+    if not isinstance(scores, Tensor) or scores.ndim != 2 or not scores.is_floating_point():
+        raise ValueError(f"scores must be a float tensor (B, N), got {getattr(scores, 'shape', type(scores))}")
+    return _KeepTopSTE.apply(scores, occluded_count(rho, scores.shape[1]))
+
+
+def corrupt_patches(
+    images: Tensor,
+    keep: Tensor,
+    patch_size: int,
+    *,
+    fill: str = "pixel",
+    mean: Tensor | None = None,
+    std: Tensor | None = None,
+    generator: torch.Generator | Sequence[torch.Generator] | None = None,
+) -> Tensor:
+    """``x̂ = M ⊙ x + (1 − M) ⊙ δ`` with the per-patch mask expanded to pixels (eq. 1); gradients reach ``keep``.
+
+    Args:
+        images: clean pixels in [0, 1].
+        keep: per-patch keep mask (1 keep, 0 occlude), row-major over the patch grid; may carry a gradient.
+        patch_size: side p of the square patches.
+        fill: ``"pixel"`` (δ ~ U[0, 1] pixels) or ``"normalized"`` (δ ~ U[0, 1] in normalised space, i.e. pixels
+            ``mean + std · U[0, 1]``, as the reference code).
+        mean, std: the model's normalisation (per channel), needed for ``fill="normalized"``.
+        generator: draws δ (on the CPU, so values do not depend on the device); one per sample makes a sample's
+            noise independent of its batch.
+
+    Returns:
+        Corrupted pixels, same shape, dtype and device as ``images``.
+
+    Shape:
+        images ``(B, C, H, W)``, keep ``(B, (H/p)·(W/p))`` -> ``(B, C, H, W)``.
+    """
+    b, c, height, width = images.shape
+    grid = (height // patch_size, width // patch_size)
+    if keep.shape != (b, grid[0] * grid[1]):
+        raise ValueError(f"keep must have shape (B, patches) = {(b, grid[0] * grid[1])}, got {tuple(keep.shape)}")
+    noise = rng.rand(images.shape, generator=generator, device=images.device, dtype=images.dtype)
+    if fill == "normalized":
+        if mean is None or std is None:
+            raise ValueError("fill='normalized' needs the model's mean and std")
+        noise = mean.view(1, -1, 1, 1).to(noise) + std.view(1, -1, 1, 1).to(noise) * noise
+    elif fill != "pixel":
+        raise ValueError(f"fill must be 'pixel' or 'normalized', got {fill!r}")
+    pixels = keep.view(b, 1, *grid).repeat_interleave(patch_size, dim=2).repeat_interleave(patch_size, dim=3)
+    pixels = pixels.to(images.dtype)
+    return pixels * images + (1 - pixels) * noise
