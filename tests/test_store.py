@@ -503,3 +503,24 @@ def test_a_store_with_altered_tables_is_refused(tmp_path: Path) -> None:
     conn.close()
     with pytest.raises(ValueError, match="has columns"):
         Store(path)
+
+
+def test_importing_the_engine_does_not_import_pandas() -> None:
+    # the store's tables import pandas only when a DataFrame is asked for: a worker that measures and writes
+    # cells should not pay pandas' import
+    code = "import robustlab.engine, sys; assert 'pandas' not in sys.modules, 'pandas was imported'"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+
+
+def test_store_keys_need_neither_sqlite_nor_pandas() -> None:
+    # keys.py is the part of the store the engine and the report build keys with; it must stay pure Python
+    import ast
+
+    import robustlab.store.keys as keys
+
+    tree = ast.parse(Path(keys.__file__).read_text())
+    imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    imported |= {node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    assert imported, "no imports found: the test reads the wrong file"
+    assert {name for name in imported if name.split(".")[0] in ("sqlite3", "pandas", "robustlab")} == set()

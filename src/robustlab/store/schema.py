@@ -1,0 +1,94 @@
+"""The store's SQLite schema: table definitions, expected columns, versions and migrations.
+
+Two tables (DESIGN.md, "Results store"):
+
+- ``runs`` — one row per invocation: id, start/finish time, status, command, config and versions.
+- ``results`` — one row per measured cell: ``(model, dataset, split, perturbation, severity, params_json,
+  metric, seed)`` is the key, ``value`` (a float, stored as REAL and never rounded) and ``n`` (samples behind
+  it) the payload, ``run_id`` the run that wrote it first.
+"""
+
+from __future__ import annotations
+
+__all__ = ["DEFAULT_PATH", "RUN_COLUMNS", "RESULT_COLUMNS", "RUN_STATUSES", "SCHEMA", "SCHEMA_VERSION"]
+
+DEFAULT_PATH = "robustlab.db"
+"""Where the store lives unless ``--db`` / ``path`` says otherwise (the working directory)."""
+
+SCHEMA_VERSION = 1
+"""Stored in ``PRAGMA user_version``; bump it and add a step to ``MIGRATIONS`` when the schema changes."""
+
+# Stored in ``PRAGMA application_id`` ("RLAB"), so a robustlab file is told apart from any other SQLite file.
+_APPLICATION_ID = 0x524C4142
+
+RUN_STATUSES = ("running", "finished", "failed", "interrupted")
+"""Every status a run can have. A run left ``running`` by a dead process was killed (SIGKILL, power loss)."""
+
+_SQLITE_HEADER = b"SQLite format 3\x00"
+
+SCHEMA = (
+    f"""CREATE TABLE runs (
+    run_id            TEXT PRIMARY KEY,
+    started_at        TEXT NOT NULL,
+    finished_at       TEXT,
+    status            TEXT NOT NULL CHECK (status IN ({", ".join(repr(s) for s in RUN_STATUSES)})),
+    command           TEXT NOT NULL,
+    config_json       TEXT NOT NULL DEFAULT '{{}}',
+    robustlab_version TEXT,
+    torch_version     TEXT,
+    device            TEXT,
+    git_sha           TEXT
+)""",
+    # The comments inside this statement are kept in sqlite_master, so the reasoning travels with the file.
+    """CREATE TABLE results (
+    run_id       TEXT NOT NULL REFERENCES runs (run_id),
+    -- Every key column is NOT NULL with a default meaning "not applicable" (severity 0 = no perturbation
+    -- strength, params '{}', seed 0): SQLite treats NULLs as distinct in a UNIQUE constraint, so one nullable
+    -- key column would let the same cell be inserted again and again.
+    model        TEXT NOT NULL,
+    dataset      TEXT NOT NULL,
+    split        TEXT NOT NULL DEFAULT 'test',
+    perturbation TEXT NOT NULL DEFAULT 'clean',
+    severity     INTEGER NOT NULL DEFAULT 0,
+    params_json  TEXT NOT NULL DEFAULT '{}',
+    metric       TEXT NOT NULL,
+    value        REAL,
+    n            INTEGER,
+    seed         INTEGER NOT NULL DEFAULT 0,
+    -- Deliberately without run_id: a cell is the same measurement whichever run produced it, so re-running
+    -- any run (after a crash, or the same command next week) skips cells already written instead of
+    -- duplicating them across runs. run_id records which run wrote the cell first.
+    UNIQUE (model, dataset, split, perturbation, severity, params_json, metric, seed)
+)""",
+    "CREATE INDEX results_run_id ON results (run_id)",
+)
+
+
+RUN_COLUMNS = (
+    "run_id",
+    "started_at",
+    "finished_at",
+    "status",
+    "command",
+    "config_json",
+    "robustlab_version",
+    "torch_version",
+    "device",
+    "git_sha",
+)
+RESULT_COLUMNS = (
+    "run_id",
+    "model",
+    "dataset",
+    "split",
+    "perturbation",
+    "severity",
+    "params_json",
+    "metric",
+    "value",
+    "n",
+    "seed",
+)
+
+# Migrations from version v to v + 1, applied in order inside one transaction. Empty while the schema is at 1.
+MIGRATIONS: dict[int, str] = {}
