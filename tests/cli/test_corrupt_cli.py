@@ -18,8 +18,9 @@ import robustlab.cli.corrupt  # noqa: F401  (registers the command)
 import robustlab.perturb.occlusion  # noqa: F401  (registers random_patch_occlusion)
 import robustlab.perturb.sequences  # noqa: F401  (registers the sequences, which corrupt must refuse)
 from robustlab.cli._app import app
-from robustlab.cli.corrupt import parse_corruptions, parse_severities, to_uint8, write_corrupted_dataset
+from robustlab.cli.corrupt import parse_corruptions, parse_severities
 from robustlab.data import ArrayDataset, load_dataset
+from robustlab.data.writers import to_uint8, write_corrupted_dataset
 from robustlab.perturb import PERTURBATIONS
 from robustlab.rng import sample_generators
 
@@ -97,13 +98,6 @@ def test_parse_severities_and_corruptions() -> None:
         parse_corruptions("patch_occlusion")
     with pytest.raises(ValueError, match="no corruption"):
         parse_corruptions(" , ")
-
-
-def test_uint8_conversion_truncates_but_keeps_whole_levels() -> None:
-    levels = torch.arange(256, dtype=torch.float32).div(255).view(1, 1, 16, 16).expand(1, 3, 16, 16)
-    assert np.array_equal(to_uint8(levels)[0, ..., 0].ravel(), np.arange(256))  # k / 255 -> k, float32 included
-    x = torch.tensor([0.0, 0.5, 0.999, 1.0, 1.2, -0.1]).view(1, 1, 1, 6).expand(1, 3, 1, 6)
-    assert to_uint8(x)[0, 0, :, 0].tolist() == [0, 127, 254, 255, 255, 0]  # floor(255 x) after clipping
 
 
 # ------------------------------------------------------------------------------------------ CIFAR-10-C layout

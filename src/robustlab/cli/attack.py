@@ -14,24 +14,25 @@ suite entry, so the two commands agree and neither duplicates the other's cells.
 
 from __future__ import annotations
 
-import csv
-import os
 from pathlib import Path
 
 import typer
 
 from robustlab.cli._app import app
 from robustlab.cli._common import (
+    command_line,
     console,
     data_dir_option,
     db_option,
     device_option,
     load_model_and_data,
     make_progress,
+    note_n,
     progress_callback,
     refuse_overwrite,
     user_errors,
 )
+from robustlab.data.writers import write_adversarial_examples
 
 
 def _check_out(out: Path, png: bool, overwrite: bool) -> None:
@@ -39,50 +40,6 @@ def _check_out(out: Path, png: bool, overwrite: bool) -> None:
         raise FileExistsError(f"--out {out} is a file, not a folder")
     files = [out / "adversarial.npz", out / "outcome.csv"] + ([out / "png"] if png else [])
     refuse_overwrite(files, overwrite)
-
-
-def _write_outputs(out: Path, outcome: object, clean: object, png: bool) -> list[Path]:
-    import numpy as np
-
-    from robustlab.cli.corrupt import to_uint8
-
-    files = [out / "adversarial.npz", out / "outcome.csv"]
-    out.mkdir(parents=True, exist_ok=True)
-    adv = outcome.adversarial.float()  # type: ignore[attr-defined]
-    delta = (adv - clean).flatten(1)  # type: ignore[operator]
-    linf, l2 = delta.abs().amax(dim=1), delta.norm(dim=1)
-    arrays = {
-        "images": adv.numpy(),
-        "indices": outcome.indices.numpy(),  # type: ignore[attr-defined]
-        "labels": outcome.labels.numpy(),  # type: ignore[attr-defined]
-        "clean_pred": outcome.clean_pred.numpy(),  # type: ignore[attr-defined]
-        "adv_pred": outcome.adv_pred.numpy(),  # type: ignore[attr-defined]
-        "success": outcome.success.numpy(),  # type: ignore[attr-defined]
-    }
-    tmp = out / ".adversarial.npz.partial"
-    with tmp.open("wb") as f:
-        np.savez_compressed(f, **arrays)
-    os.replace(tmp, files[0])
-    tmp = out / ".outcome.csv.partial"
-    with tmp.open("w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["index", "label", "clean_pred", "adv_pred", "success", "linf", "l2"])
-        for i in range(len(adv)):
-            writer.writerow([int(arrays["indices"][i]), int(arrays["labels"][i]), int(arrays["clean_pred"][i]),
-                             int(arrays["adv_pred"][i]), bool(arrays["success"][i]), f"{float(linf[i]):.6g}",
-                             f"{float(l2[i]):.6g}"])  # fmt: skip
-    os.replace(tmp, files[1])
-    if png:
-        from PIL import Image
-
-        folder = out / "png"
-        folder.mkdir(exist_ok=True)
-        pixels = to_uint8(adv if adv.shape[1] == 3 else adv.expand(-1, 3, -1, -1))
-        for i, image in enumerate(pixels):
-            name = f"{int(arrays['indices'][i]):05d}_{int(arrays['labels'][i])}_to_{int(arrays['adv_pred'][i])}.png"
-            Image.fromarray(image).save(folder / name)
-        files.append(folder)
-    return files
 
 
 @app.command("attack")
@@ -126,12 +83,13 @@ def attack_command(
         clf, dataset = load_model_and_data(
             model, data, split=split, n=n, data_dir=data_dir, pretrained=pretrained, device=dev
         )
+        note_n(n, dataset)
         check_conditions([condition], clf, dataset, dev)  # bad settings fail before a run is recorded
         config = {"model": model, "data": data, "dataset": dataset.name, "split": split, "attack": name,
                   "params": dict(condition.params), "n": len(dataset), "seed": seed, "out": str(out)}  # fmt: skip
         with (
             Store(db) as store,
-            store.run(f"robustlab attack --model {model} --data {data} --attack {attack}", config, str(dev)) as run_id,
+            store.run(command_line(), config, str(dev)) as run_id,
             make_progress() as progress,
         ):
             task = progress.add_task(f"{name} on {dataset.name}", total=None)
@@ -143,7 +101,7 @@ def attack_command(
             keys = [_key(model, dataset, condition, seed, m) for m in condition.metrics]
             store.add(run_id, [Cell(k, v, len(outcome.labels)) for k, v in zip(keys, values, strict=True)])
             clean, _ = dataset.get_batch(outcome.indices.tolist())
-            files = _write_outputs(out, outcome, clean.float(), png)
+            files = write_adversarial_examples(out, outcome, clean.float(), png)
     shown = ", ".join(f"{k}={v}" for k, v in condition.params.items())
     console.print(f"[bold]{name}[/] ({shown}) on {model} / {dataset.name}, {len(outcome.labels)} images")
     console.print(f"clean accuracy {100 * values[0]:.2f} %  robust accuracy {100 * values[1]:.2f} %  "
