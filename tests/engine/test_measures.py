@@ -9,7 +9,7 @@ import torch
 
 from robustlab.data._base import ArrayDataset
 from robustlab.engine import build_suite, evaluate
-from robustlab.engine.measures import attack_conditions, attack_dataset, attack_label
+from robustlab.engine.measures import attack_conditions, attack_dataset
 from robustlab.models import create_model
 from robustlab.store import Store
 
@@ -130,18 +130,6 @@ def test_cam_stability_of_resnet56_falls_with_severity(data_root) -> None:
         assert s1 > s3 > s5, (corruption, s1, s3, s5)
     mean = [sum(v[i] for v in by_corruption.values()) / len(by_corruption) for i in range(3)]
     assert 0.9 < mean[0] and mean[2] < mean[0] - 0.05, mean
-
-
-def test_attack_labels_tell_settings_of_one_attack_apart() -> None:
-    ce = attack_label('{"eps": 0.03137254901960784, "norm": "linf", "steps": 100, "loss": "ce", "restarts": 1}')
-    dlr = attack_label('{"eps": 0.03137254901960784, "norm": "linf", "steps": 100, "loss": "dlr", "restarts": 1}')
-    assert ce == "eps=8/255 linf steps=100 loss=ce" and dlr == "eps=8/255 linf steps=100 loss=dlr"
-    assert attack_label('{"eps": 0.5, "norm": "l2", "steps": 20, "restarts": 3, "targeted": true}') == (
-        "eps=0.5 l2 steps=20 restarts=3 targeted"
-    )
-    assert attack_label('{"eps": 0.0078431372549019607, "queries": 5000, "loss": "margin", "targeted": false}') == (
-        "eps=2/255 queries=5000 loss=margin"
-    )
 
 
 def test_a_setting_that_cannot_run_fails_before_anything_is_stored(tmp_path) -> None:

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 from robustlab.cli import app
 from robustlab.report import write_report
 from robustlab.store import Store
-from robustlab.study.analysis import analysis_tables, noise_rows, with_attributes
+from robustlab.metrics.noise_study import analysis_tables, noise_rows, with_attributes
 from robustlab.study.attributes import spec_attributes
 
 runner = CliRunner()

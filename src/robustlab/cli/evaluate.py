@@ -9,12 +9,14 @@ from rich.table import Table
 
 from robustlab.cli._app import app
 from robustlab.cli._common import (
+    command_line,
     console,
     data_dir_option,
     db_option,
     device_option,
     load_model_and_data,
     make_progress,
+    note_n,
     user_errors,
 )
 
@@ -52,7 +54,8 @@ def eval_command(
 
     from robustlab.data import Subset
     from robustlab.engine import evaluate, summarize
-    from robustlab.engine.measures import ATTACK_METRICS, attack_label
+    from robustlab.engine.measures import ATTACK_METRICS
+    from robustlab.metrics.summary import attack_label
     from robustlab.engine.suite import Group, build_suite, file_groups, split_file_corruptions
     from robustlab.store import Store
     from robustlab.train.distributed import rank
@@ -62,6 +65,7 @@ def eval_command(
         clf, dataset = load_model_and_data(
             model, data, split=split, n=n, data_dir=data_dir, pretrained=pretrained, device=dev
         )
+        note_n(n, dataset)
         first, _ = dataset.get_batch([0])
         if corrupted_data is not None:
             # the suite's corruption entries come from files; everything else stays on the fly
@@ -92,9 +96,7 @@ def eval_command(
         }
         with (
             Store(db) as store,
-            store.run(
-                f"robustlab eval --model {model} --data {data} --suite {suite}", config, device=str(dev)
-            ) as run_id,
+            store.run(command_line(), config, device=str(dev)) as run_id,
             make_progress() as progress,
         ):
             task = progress.add_task("starting", total=None)

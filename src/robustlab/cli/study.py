@@ -9,12 +9,13 @@ import typer
 
 from robustlab.cli._app import app
 from robustlab.cli._common import (
+    USER_ERRORS,
     console,
     data_dir_option,
     db_option,
     device_option,
-    err_console,
     make_progress,
+    print_error,
     progress_callback,
     refuse_overwrite,
     user_errors,
@@ -64,6 +65,31 @@ def theory_command() -> None:
     console.print(f"CLIP vs Inception normalisation worst-case amplification: {theory.clip_vs_inception_factor()}")
 
 
+def _check_models(specs: list[str], data: str, *, data_dir: Path | None, pretrained: bool) -> None:
+    """Build every model once on the CPU before the sweep starts, so a bad spec or missing weights fail up front.
+
+    Raises:
+        ValueError: naming each spec that cannot be built and why (all of them, not just the first).
+    """
+    import gc
+
+    from robustlab.data import load_dataset
+    from robustlab.models import create_model
+
+    class_names = load_dataset(data, data_dir=data_dir).class_names  # zero-shot CLIP heads need them
+    problems = []
+    for spec in specs:
+        try:
+            create_model(spec, pretrained=pretrained, data_dir=data_dir, device="cpu",
+                         class_names=class_names if spec.startswith("openclip:") else None)
+        except USER_ERRORS as exc:
+            problems.append(f"{spec}: {exc}")
+        gc.collect()  # one model in memory at a time
+    if problems:
+        raise ValueError(f"{len(problems)} of {len(specs)} models cannot be built, nothing was run: "
+                         + " | ".join(problems))
+
+
 @study_app.command("noise")
 def noise_command(
     models: str = typer.Option(..., "--models", help="Comma list of model specs, e.g. cifar:resnet20,cifar:resnet56."),
@@ -93,6 +119,7 @@ def noise_command(
     failure = None
     with user_errors():
         specs = [m.strip() for m in models.split(",") if m.strip()]
+        _check_models(specs, data, data_dir=data_dir, pretrained=pretrained)
         with Store(db) as store, make_progress() as progress:
             task = progress.add_task("models", total=len(specs))
 
@@ -120,7 +147,7 @@ def noise_command(
     console.print(table)
     console.print(f"{result.new_cells} new cells in [bold]{db}[/]")
     if failure is not None:
-        err_console.print(f"[bold red]error:[/] {failure}", highlight=False)
+        print_error(failure)
         raise typer.Exit(1)
 
 
@@ -135,7 +162,8 @@ def analyze_command(
 
     from robustlab.report.html import _attributes
     from robustlab.store import Store
-    from robustlab.study.analysis import analysis_tables, noise_rows, with_attributes, write_analysis_csv
+    from robustlab.metrics.noise_study import analysis_tables, noise_rows, with_attributes
+    from robustlab.study.analysis import write_analysis_csv
 
     with user_errors():
         refuse_overwrite([out], overwrite)

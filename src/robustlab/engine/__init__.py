@@ -20,7 +20,7 @@ from robustlab.engine.suite import (
     file_groups,
     parse_suite,
 )
-from robustlab.engine.summary import summarize
+from robustlab.metrics.summary import summarize
 
 __all__ = [
     "DEFAULT_RATIOS",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from robustlab.metrics.adversarial import attack_success_rate, robust_accuracy
 from robustlab.metrics.baselines import ALEXNET_CE_NORMALISERS, ALEXNET_CLEAN_ERROR, ALEXNET_ERRORS
-from robustlab.metrics.classification import accuracy, error
+from robustlab.metrics.classification import accuracy, error, wilson_interval
 from robustlab.metrics.corruption import (
     corruption_error,
     mean_corruption_error,
@@ -34,4 +34,5 @@ __all__ = [
     "robustness_slope",
     "top5_distance",
     "unnormalized_mean_corruption_error",
+    "wilson_interval",
 ]

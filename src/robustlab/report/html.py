@@ -10,8 +10,8 @@ from types import SimpleNamespace
 
 import pandas as pd
 
-from robustlab.engine.measures import attack_label
-from robustlab.engine.summary import summarize
+from robustlab.metrics.summary import attack_label
+from robustlab.metrics.summary import summarize
 from robustlab.perturb import TEST_CORRUPTIONS, VALIDATION_CORRUPTIONS
 from robustlab.report.plots import attack_curves, attribute_strips, corruption_bars, corruption_grid, level_curves
 from robustlab.store import ResultKey, Store
@@ -162,7 +162,7 @@ def _attributes(models: list[str]) -> dict[str, object]:
 
 def _noise_study(df: pd.DataFrame) -> list[str]:
     """The seed-004 analysis, when the store holds a noise sweep of two or more models on one dataset."""
-    from robustlab.study.analysis import analysis_tables, noise_rows, with_attributes
+    from robustlab.metrics.noise_study import analysis_tables, noise_rows, with_attributes
 
     rows = [r for r in noise_rows(df) if r["rank_difference"] is not None]
     if not rows:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from robustlab.metrics.noise_study import DESIGN_RULES, design_rule_verdicts, grouped_stats
 from robustlab.study import theory
-from robustlab.study.analysis import DESIGN_RULES, design_rule_verdicts, grouped_stats
 from robustlab.study.attributes import Attributes, attribute_table, coverage, model_attributes, write_attributes_csv
 from robustlab.study.noise import NoiseStudy, noise_study, parse_sigmas
 

@@ -1,11 +1,15 @@
-"""Headline numbers of an evaluation, computed from its cells with the metric library."""
+"""Headline numbers and labels of an evaluation, computed from its stored cells with the metric library.
+
+They work on what the results store holds (a key and a value per cell), so the engine, the CLI and the report
+share one definition of every headline number.
+"""
 
 from __future__ import annotations
 
 import json
 from collections import defaultdict
 from collections.abc import Iterable
-from typing import Any
+from typing import Protocol
 
 from robustlab.metrics import (
     mean_corruption_error,
@@ -14,16 +18,59 @@ from robustlab.metrics import (
     robustness_slope,
     unnormalized_mean_corruption_error,
 )
-from robustlab.perturb import TEST_CORRUPTIONS, VALIDATION_CORRUPTIONS
+from robustlab.perturb._profiles import TEST_CORRUPTIONS, VALIDATION_CORRUPTIONS
 from robustlab.perturb.sequences import TEST_SEQUENCES
-from robustlab.store import ResultKey
+
+# the benchmark's corruption groups are part of what these numbers mean; the report reads them from here
+__all__ = ["TEST_CORRUPTIONS", "VALIDATION_CORRUPTIONS", "attack_label", "summarize"]
 
 
-def summarize(cells: Iterable[Any]) -> dict[str, float]:
+class _Key(Protocol):
+    metric: str
+    perturbation: str
+    severity: int
+    params_json: str
+
+
+class _Cell(Protocol):
+    @property
+    def key(self) -> _Key: ...
+
+    @property
+    def value(self) -> float: ...
+
+
+def attack_label(params_json: str) -> str:
+    """A short name for an attack setting from its stored parameters: ``eps=8/255 linf steps=20 loss=dlr``.
+
+    It names what tells two settings of one attack apart in a table: radius, norm, budget (steps or queries), loss,
+    restarts when more than one, and a targeted run.
+
+    Args:
+        params_json: the cell's stored parameters (JSON object).
+
+    Returns:
+        The label; empty for parameters that name none of these.
+    """
+    params = json.loads(params_json)
+    parts = []
+    eps = params.get("eps")
+    if isinstance(eps, (int, float)):
+        on_grid = abs(eps * 255 - round(eps * 255)) < 1e-6 and params.get("norm", "linf") == "linf"
+        parts.append(f"eps={round(eps * 255)}/255" if on_grid else f"eps={eps:g}")
+    parts += [str(params["norm"])] if "norm" in params else []
+    parts += [f"{key}={params[key]}" for key in ("steps", "queries", "loss") if key in params]
+    parts += [f"restarts={params['restarts']}"] if params.get("restarts", 1) != 1 else []
+    parts += ["targeted"] if params.get("targeted") is True else []
+    return " ".join(parts)
+
+
+def summarize(cells: Iterable[_Cell]) -> dict[str, float]:
     """Clean accuracy, corruption errors and the noise slope from accuracy cells.
 
     Args:
-        cells: objects with ``key`` (:class:`ResultKey`) and ``value`` (accuracy), e.g. the results of
+        cells: objects with ``key`` (a :class:`robustlab.store.ResultKey` or anything with its ``metric``,
+            ``perturbation``, ``severity`` and ``params_json``) and ``value``, e.g. the results of
             :func:`robustlab.engine.evaluate`.
 
     Returns:
@@ -39,7 +86,7 @@ def summarize(cells: Iterable[Any]) -> dict[str, float]:
     noise: dict[float, float] = {}
     flips: dict[str, float] = {}
     for cell in cells:
-        key: ResultKey = cell.key
+        key = cell.key
         if key.metric == "flip_probability" and key.perturbation in TEST_SEQUENCES:
             flips[key.perturbation] = float(cell.value)
         if key.metric != "accuracy":

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from robustlab.study.analysis import design_rule_verdicts, grouped_stats
+from robustlab.metrics.noise_study import design_rule_verdicts, grouped_stats
 
 ROWS = [
     {"stem_kernel": 7, "input_size": 224, "global_pool": "avg", "pretraining": "supervised", "rank_difference": 3},
@@ -32,7 +32,7 @@ def test_design_rules_held_and_flipped() -> None:
 
 
 def test_rules_are_judged_within_each_dataset() -> None:
-    from robustlab.study.analysis import analysis_tables
+    from robustlab.metrics.noise_study import analysis_tables
 
     # inside each dataset the smaller input is more robust; pooled across datasets the sizes confound datasets
     rows = [
