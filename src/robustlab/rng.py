@@ -13,6 +13,10 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+Generators = torch.Generator | Sequence[torch.Generator] | None
+"""What every stochastic function's keyword-only ``generator=`` accepts: one generator for the batch, one per
+sample (so a sample's randomness does not depend on its batch), or ``None`` for torch's default generator."""
+
 
 def derive_seed(*keys: object) -> int:
     """A stable 63-bit seed from any printable keys (stable across processes, unlike ``hash``)."""
@@ -39,7 +43,7 @@ def sample_generators(seed: int, indices: Sequence[int] | Tensor, *keys: object)
 def _draw(
     kind: str,
     shape: Sequence[int],
-    generator: torch.Generator | Sequence[torch.Generator] | None,
+    generator: Generators,
     device: torch.device | str | None,
     dtype: torch.dtype,
 ) -> Tensor:
@@ -61,7 +65,7 @@ def _draw(
 def rand(
     shape: Sequence[int],
     *,
-    generator: torch.Generator | Sequence[torch.Generator] | None = None,
+    generator: Generators = None,
     device: torch.device | str | None = None,
     dtype: torch.dtype = torch.float32,
 ) -> Tensor:
@@ -79,7 +83,7 @@ def rand(
 def randn(
     shape: Sequence[int],
     *,
-    generator: torch.Generator | Sequence[torch.Generator] | None = None,
+    generator: Generators = None,
     device: torch.device | str | None = None,
     dtype: torch.dtype = torch.float32,
 ) -> Tensor:
@@ -92,7 +96,7 @@ def uniform(
     low: float,
     high: float,
     *,
-    generator: torch.Generator | Sequence[torch.Generator] | None = None,
+    generator: Generators = None,
     device: torch.device | str | None = None,
     dtype: torch.dtype = torch.float32,
 ) -> Tensor:
@@ -105,7 +109,7 @@ def randint(
     high: int,
     shape: Sequence[int],
     *,
-    generator: torch.Generator | Sequence[torch.Generator] | None = None,
+    generator: Generators = None,
     device: torch.device | str | None = None,
 ) -> Tensor:
     """Integers uniform in ``[low, high)`` (int64), drawn on CPU (or per sample), then moved to ``device``."""
@@ -124,7 +128,7 @@ def randint(
 def poisson(
     rates: Tensor,
     *,
-    generator: torch.Generator | Sequence[torch.Generator] | None = None,
+    generator: Generators = None,
 ) -> Tensor:
     """Poisson samples with the given ``rates``, drawn on CPU (per sample along dim 0 for a generator list).
 
@@ -141,9 +145,7 @@ def poisson(
     return out.to(device=rates.device, dtype=rates.dtype)
 
 
-def generator_list(
-    generator: torch.Generator | Sequence[torch.Generator] | None, n: int
-) -> list[torch.Generator | None]:
+def generator_list(generator: Generators, n: int) -> list[torch.Generator | None]:
     """One entry per sample: the given list, or the single generator (or None) repeated ``n`` times.
 
     Useful when a random parameter must be drawn per sample (an angle, a crop offset) in a way that also works when

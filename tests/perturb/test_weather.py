@@ -12,7 +12,10 @@ import pytest
 import torch
 
 from robustlab import rng
-from robustlab.perturb import perturb, weather
+from robustlab.perturb import _cv, perturb, weather
+from robustlab.perturb._filters import gaussian_blur2d
+from robustlab.perturb.weather import _frost as frost
+from robustlab.perturb.weather import _spatter as spatter
 
 NAMES = ("snow", "frost", "fog", "spatter")
 
@@ -177,11 +180,11 @@ def test_plasma_fractal_matches_the_original_steps(mapsize: int) -> None:
 @pytest.mark.parametrize(("profile", "size"), [("imagenet", 224), ("cifar", 32), ("tiny", 64)])
 def test_frost_overlays_replay_the_original_draws(profile: str, size: int) -> None:
     # per sample: texture = randint(5) (frost6 never drawn, as the original), then the crop offsets
-    scale = weather._FROST_SCALE[profile]
+    scale = frost._FROST_SCALE[profile]
     textures = []
-    for tex in weather._frost_textures_uint8():
+    for tex in frost._frost_textures_uint8():
         if scale != 1:
-            tex = weather._resize_linear_cv2(tex, round(tex.shape[1] * scale), round(tex.shape[2] * scale),
+            tex = _cv.resize_linear(tex, round(tex.shape[1] * scale), round(tex.shape[2] * scale),
                                              1 / scale, 1 / scale)  # fmt: skip
         textures.append(tex.float() / 255)
     over = weather.frost_overlays(5, size, size, profile=profile, generator=rng.sample_generators(0, range(5)))
@@ -205,7 +208,7 @@ def test_frost_textures_grow_for_large_images() -> None:
 
 def _liquid_layers(n: int, size: int, mean: float, std: float, sigma: float, threshold: float, seed: int) -> np.ndarray:
     noise = torch.randn(n, size, size, generator=torch.Generator().manual_seed(seed))
-    layer = weather.gaussian_blur2d(mean + std * noise, sigma)
+    layer = gaussian_blur2d(mean + std * noise, sigma)
     layer = torch.where(layer < threshold, 0, layer)
     return (layer * 255).clamp(0, 255).to(torch.uint8).numpy()
 
@@ -216,8 +219,8 @@ def test_water_branch_equals_opencv(size: int, params: tuple[float, float, float
     cv2 = pytest.importorskip("cv2")
     liquid = _liquid_layers(3, size, *params, seed=size)
     t = torch.from_numpy(liquid).to(torch.int16)
-    edges = weather._canny(t, 50, 150)
-    mask = weather._water_mask(t)
+    edges = _cv.canny(t, 50, 150)
+    mask = spatter._water_mask(t)
     use_ipp = cv2.ipp.useIPP()
     cv2.ipp.setUseIPP(False)  # OpenCV's own distance transform; IPP's float32 variant differs by < 1e-4 px
     try:
@@ -226,7 +229,7 @@ def test_water_branch_equals_opencv(size: int, params: tuple[float, float, float
             np.testing.assert_array_equal(edges[i].numpy(), ref_edges > 0)
             dist = cv2.distanceTransform(255 - ref_edges, cv2.DIST_L2, 5)
             _, dist = cv2.threshold(dist, 20, 20, cv2.THRESH_TRUNC)
-            np.testing.assert_array_equal(weather._chamfer_distance(edges[i : i + 1])[0].numpy() / 65536.0, dist)
+            np.testing.assert_array_equal(_cv.chamfer_distance(edges[i : i + 1])[0].numpy() / 65536.0, dist)
             dist = cv2.equalizeHist(cv2.blur(dist, (3, 3)).astype(np.uint8))
             dist = cv2.filter2D(dist, cv2.CV_8U, np.array([[-2, -1, 0], [-1, 1, 1], [0, 1, 2]]))
             dist = cv2.blur(dist, (3, 3)).astype(np.float32)
@@ -238,7 +241,7 @@ def test_water_branch_equals_opencv(size: int, params: tuple[float, float, float
 def test_equalize_hist_equals_opencv_on_constant_and_random_images() -> None:
     cv2 = pytest.importorskip("cv2")
     imgs = np.stack([np.full((16, 16), 7, np.uint8), np.random.default_rng(0).integers(0, 21, (16, 16), np.uint8)])
-    ours = weather._equalize_hist(torch.from_numpy(imgs).long()).numpy()
+    ours = _cv.equalize_hist(torch.from_numpy(imgs).long()).numpy()
     for i in range(2):
         np.testing.assert_array_equal(ours[i], cv2.equalizeHist(imgs[i]))
 
@@ -248,11 +251,11 @@ def test_frost_texture_shrink_equals_cv2_resize(scale: float) -> None:
     cv2 = pytest.importorskip("cv2")
     from importlib.resources import files
 
-    for name, tex in zip(weather._FROST_FILES, weather._frost_textures_uint8(), strict=True):
+    for name, tex in zip(frost._FROST_FILES, frost._frost_textures_uint8(), strict=True):
         path = files("robustlab") / "assets" / "frost" / name
         ref = cv2.resize(cv2.imread(str(path)), (0, 0), fx=scale, fy=scale)[..., ::-1]
         nh, nw = round(tex.shape[1] * scale), round(tex.shape[2] * scale)
-        ours = weather._resize_linear_cv2(tex, nh, nw, 1 / scale, 1 / scale).permute(1, 2, 0).numpy()
+        ours = _cv.resize_linear(tex, nh, nw, 1 / scale, 1 / scale).permute(1, 2, 0).numpy()
         np.testing.assert_array_equal(ours, ref)
 
 
