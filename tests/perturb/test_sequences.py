@@ -16,6 +16,9 @@ from PIL import Image
 from robustlab.perturb import PERTURBATIONS
 from robustlab.perturb import sequences as S
 from robustlab.perturb._profiles import PROFILES
+from robustlab.perturb.sequences._corruptions import _fall
+from robustlab.perturb.sequences._geometry import _torchvision02_inverse
+from robustlab.perturb.sequences._recipes import _steps
 
 RANDOM = (
     "gaussian_noise_sequence",
@@ -54,16 +57,16 @@ def test_original_frame_counts_and_steps() -> None:
     # make_imagenet_p.py: 30 noisy frames after the clean one; translate i - 20 for i in 0..40; scale (40 + 2.5 i) %
     assert t["gaussian_noise"]["imagenet"] == {"frames": 31, "sigma": 0.03}
     assert t["translate"]["imagenet"]["frames"] == 41 and t["translate"]["cifar"]["frames"] == 16
-    assert S._steps(t["translate"]["imagenet"]["shift"], 41) == [float(i - 20) for i in range(41)]
-    assert S._steps(t["translate"]["cifar"]["shift"], 16) == [float(i - 7) for i in range(16)]
-    assert np.allclose(S._steps(t["scale"]["imagenet"]["scale"], 31), [(i * 2.5 + 40) / 100 for i in range(31)])
-    assert np.allclose(S._steps(t["scale"]["cifar"]["scale"], 31), [(i * 2 + 70) / 100 for i in range(31)])
-    assert np.allclose(S._steps(t["motion_blur"]["imagenet"]["angle"], 31), [(i - 30) * 4 for i in range(31)])
-    assert np.allclose(S._steps(t["motion_blur"]["cifar"]["angle"], 21), [(i - 20) * 9 for i in range(21)])
-    assert np.allclose(S._steps(t["brightness"]["cifar"]["shift"], 31), [(i - 15) * 1.5 / 100 for i in range(31)])
-    assert np.allclose(S._steps(t["gaussian_blur"]["imagenet"]["sigma"], 31), [0.25 + 0.035 * i for i in range(31)])
-    assert np.allclose(S._steps(t["snow"]["imagenet"]["angle"], 31), [i * 4 - 150 for i in range(31)])
-    assert np.allclose(S._steps(t["zoom_blur"]["cifar"]["zoom"], 31), [1 + 0.004 * i for i in range(31)])
+    assert _steps(t["translate"]["imagenet"]["shift"], 41) == [float(i - 20) for i in range(41)]
+    assert _steps(t["translate"]["cifar"]["shift"], 16) == [float(i - 7) for i in range(16)]
+    assert np.allclose(_steps(t["scale"]["imagenet"]["scale"], 31), [(i * 2.5 + 40) / 100 for i in range(31)])
+    assert np.allclose(_steps(t["scale"]["cifar"]["scale"], 31), [(i * 2 + 70) / 100 for i in range(31)])
+    assert np.allclose(_steps(t["motion_blur"]["imagenet"]["angle"], 31), [(i - 30) * 4 for i in range(31)])
+    assert np.allclose(_steps(t["motion_blur"]["cifar"]["angle"], 21), [(i - 20) * 9 for i in range(21)])
+    assert np.allclose(_steps(t["brightness"]["cifar"]["shift"], 31), [(i - 15) * 1.5 / 100 for i in range(31)])
+    assert np.allclose(_steps(t["gaussian_blur"]["imagenet"]["sigma"], 31), [0.25 + 0.035 * i for i in range(31)])
+    assert np.allclose(_steps(t["snow"]["imagenet"]["angle"], 31), [i * 4 - 150 for i in range(31)])
+    assert np.allclose(_steps(t["zoom_blur"]["cifar"]["zoom"], 31), [1 + 0.004 * i for i in range(31)])
 
 
 # ------------------------------------------------------------------------------------------ contract
@@ -156,7 +159,7 @@ def test_identity_frames_return_the_clean_image() -> None:
     # the original tilt homography places the image at depth f + 1, not f: at 0° it shrinks by f / (f + 1)
     f = math.hypot(32, 32)
     tilt = S.tilt_sequence(x)[:, 15]
-    zoom = S._torchvision02_inverse(32, 32, 0.0, (0.0, 0.0), f / (f + 1), 0.0)
+    zoom = _torchvision02_inverse(32, 32, 0.0, (0.0, 0.0), f / (f + 1), 0.0)
     shrunk = S.perspective_warp(x, torch.from_numpy(zoom[None]))[:, 0]
     assert torch.allclose(tilt, shrunk, atol=1e-5)
     assert torch.allclose(S.scale_sequence(x)[:, 15], x, atol=1e-5)  # CIFAR-P: scale 1.00 at frame 15
@@ -266,7 +269,7 @@ def test_geometry_matches_the_originals_on_imagenet(data_root: Path) -> None:
 def test_spatter_fall_is_numpy_same_convolution() -> None:
     layer = torch.rand(2, 9, 5, dtype=torch.float64, generator=_gen())
     for kernel in ((0.2, 0.8), (0.05, 0.1, 0.15, 0.7)):
-        ours = S._fall(layer, kernel).numpy()
+        ours = _fall(layer, kernel).numpy()
         ref = np.apply_along_axis(lambda col, k=kernel: np.convolve(col, np.array(k), mode="same"), 1, layer.numpy())
         assert np.allclose(ours, ref)
 
