@@ -15,11 +15,21 @@ import torch
 from PIL import Image
 
 from robustlab import rng
-from robustlab.perturb import SEVERITY_TABLES, perturb
+from robustlab.perturb import SEVERITY_TABLES, _jpeg_codec, perturb
 from robustlab.perturb.jpeg import jpeg_compression, jpeg_quant_tables, jpeg_roundtrip
 
 IMAGENET_QUALITIES = SEVERITY_TABLES["jpeg_compression"]["imagenet"]
 CIFAR_QUALITIES = SEVERITY_TABLES["jpeg_compression"]["cifar"]
+
+
+@pytest.fixture(autouse=True, params=["codec", "model"])
+def jpeg_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test runs on both round-trip paths: the real codec (at every image size) and the batched model."""
+    if request.param == "codec":
+        monkeypatch.setattr(_jpeg_codec, "CPU_MIN_PIXELS", 1)
+    else:
+        monkeypatch.setenv("ROBUSTLAB_JPEG", "model")
+    return str(request.param)
 
 
 def _smooth(n: int, h: int, w: int, seed: int = 0, texture: float = 0.1) -> torch.Tensor:
@@ -209,3 +219,59 @@ def test_matches_pil_on_cifar_at_cifar_qualities(data_root: Path) -> None:
     x = torch.from_numpy(images).permute(0, 3, 1, 2).float().div(255)
     for severity, quality in enumerate(CIFAR_QUALITIES, start=1):
         _assert_matches_pil(jpeg_compression(x, severity), _pil_roundtrip(images, quality))
+
+
+def test_the_codec_is_verified_exact_on_this_cpu(jpeg_path: str) -> None:
+    # the pinned torchvision ships libjpeg-turbo; if the probe ever rejects it, CPU JPEG silently loses its speed
+    assert _jpeg_codec.codec_status(torch.device("cpu"), _model) is (jpeg_path == "codec")
+
+
+def _model(images: torch.Tensor, quality: int, rounding: str, *, codec: bool) -> torch.Tensor:
+    from robustlab.perturb.jpeg import _roundtrip_validated
+
+    return _roundtrip_validated(images, quality, rounding, codec=codec)
+
+
+def test_a_missing_codec_falls_back_to_the_model(monkeypatch: pytest.MonkeyPatch, jpeg_path: str) -> None:
+    monkeypatch.setattr(_jpeg_codec, "_VERIFIED", {})
+    monkeypatch.setattr(_jpeg_codec, "_codec_ops", lambda: None)
+    x = _smooth(2, 72, 80, texture=0.3)
+    _assert_matches_pil(jpeg_roundtrip(x, 25), _pil_roundtrip(_to_uint8_hwc(x), 25))
+    assert not _jpeg_codec._VERIFIED.get("cpu", False)
+
+
+def test_a_codec_that_differs_by_one_level_is_never_used(monkeypatch: pytest.MonkeyPatch, jpeg_path: str) -> None:
+    real = _jpeg_codec._codec_ops()
+    if real is None:
+        pytest.skip("torchvision has no JPEG operators here")
+
+    def off_by_one(data: torch.Tensor) -> torch.Tensor:
+        out = real.decode(data).clone()
+        out[0, 5, 7] = (int(out[0, 5, 7]) + 1) % 256
+        return out
+
+    monkeypatch.setattr(_jpeg_codec, "_VERIFIED", {})
+    monkeypatch.setattr(_jpeg_codec, "_codec_ops", lambda: real._replace(decode=off_by_one))
+    x = _smooth(3, 64, 64, texture=0.3)
+    want = _pil_roundtrip(_to_uint8_hwc(x), 18)
+    assert np.array_equal(_to_uint8_hwc(jpeg_roundtrip(x, 18)), want)
+    assert not _jpeg_codec._VERIFIED.get("cpu", False)
+
+
+@pytest.mark.realdata
+def test_codec_equals_pil_bit_for_bit_on_the_imagenet_sample_and_exact_cifar(data_root: Path, jpeg_path: str) -> None:
+    """ImageNet-sample crops at the ImageNet qualities and 85, and the 932 exact CIFAR test images at both profiles'
+    qualities: the decoded levels equal PIL's exactly (no tolerance). 250 of the 1,000 crops keep the test quick;
+    all 1,000 passed when the codec path was added (benchmarks/RESULTS.md)."""
+    from imagecorruptions_ref import imagenet_crops
+
+    if jpeg_path == "model":
+        pytest.skip("the batched model is checked against PIL on the same images by the tests above")
+    crops = imagenet_crops(data_root, 250)
+    cifar = np.load(data_root / "cifar10" / "cifar10_test_exact_first932.npz")["images"]
+    for images, qualities in ((crops, (*IMAGENET_QUALITIES, 85)), (cifar, (*CIFAR_QUALITIES, *IMAGENET_QUALITIES))):
+        x = torch.from_numpy(images).permute(0, 3, 1, 2).float().div(255)
+        for quality in qualities:
+            got = _to_uint8_hwc(jpeg_roundtrip(x, quality))
+            want = _pil_roundtrip(images, quality)
+            assert np.array_equal(got, want), (images.shape, quality, int((got != want).sum()))

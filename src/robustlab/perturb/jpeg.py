@@ -9,11 +9,8 @@ padding), so the decoded levels equal PIL's bit for bit. The integers are carrie
 intermediate stays an exactly representable integer (times a power of two), and the 8-point transforms run as small
 matrix products, so the same code runs on CPU and CUDA. Huffman coding is lossless and left out.
 
-Speed: on a 2-core CPU at 224 px this is about half as fast as PIL running libjpeg-turbo on one image at a time
-(1.4 against 0.6-0.8 ms per image, ``benchmarks/bench_corruptions.py``); at 32 px it is 7x faster. A round trip
-is about 95 elementwise passes over the image planes in float32, where libjpeg-turbo runs each block once in 16-lane
-int16 SIMD. Neither fusing passes (at most ~1.4x by count) nor PIL itself on a thread pool (its encoder holds the
-GIL: 0.98 ms per image with the tensor conversions) closes that gap on the CPU; GPUs run the batched code as is.
+Speed: libjpeg-turbo's SIMD C code beats this model on the CPU from about 64 px, so there larger images go through a
+real codec where it is verified bit-exact (:mod:`robustlab.perturb._jpeg_codec`); GPUs run the model or nvJPEG.
 """
 
 from __future__ import annotations
@@ -26,6 +23,7 @@ import torch
 from torch import Tensor
 
 from robustlab._checks import check_images
+from robustlab.perturb import _jpeg_codec
 from robustlab.perturb._common import setup_corruption
 from robustlab.perturb._registry import PERTURBATIONS
 
@@ -455,10 +453,11 @@ def jpeg_roundtrip(images: Tensor, quality: int, *, rounding: Literal["floor", "
     return _roundtrip_validated(images, quality, rounding)
 
 
-def _roundtrip_validated(images: Tensor, quality: int, rounding: str) -> Tensor:
+def _roundtrip_validated(images: Tensor, quality: int, rounding: str, *, codec: bool = True) -> Tensor:
     out = torch.empty(images.shape, dtype=torch.float32, device=images.device)
     single = images.dtype == torch.float32  # other dtypes divide in their own precision: k / 255 correctly rounded
-    if images.numel():
+    codec = codec and _jpeg_codec.try_roundtrip(images, quality, rounding, out, single, _roundtrip_validated)
+    if images.numel() and not codec:
         with _exact_float32_matmul():
             _roundtrip(images.detach(), quality, rounding, out, scale=single)
     return out if single else out.to(images.dtype).div_(255.0)
