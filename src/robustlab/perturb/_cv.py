@@ -19,6 +19,7 @@ __all__ = [
     "canny",
     "chamfer_distance",
     "equalize_hist",
+    "gaussian_kernel1d",
     "gray",
     "pad1",
     "resize_linear",
@@ -212,3 +213,14 @@ def equalize_hist(img: Tensor) -> Tensor:
     constant = hist.gather(1, first) == total
     lut = torch.where(constant, torch.arange(256, device=img.device).expand(n, 256), lut)
     return lut.gather(1, flat).view_as(img)
+
+
+def gaussian_kernel1d(ksize: int, sigma: float) -> np.ndarray:
+    """``cv2.getGaussianKernel(ksize, sigma)`` for ``sigma > 0``: ``exp(-(i - (ksize - 1) / 2)² / 2σ²)``, normalised.
+
+    Returns:
+        The float64 kernel ``(ksize,)``.
+    """
+    x = np.arange(ksize, dtype=np.float64) - (ksize - 1) / 2
+    k = np.exp(-0.5 * x**2 / sigma**2)
+    return k / k.sum()
