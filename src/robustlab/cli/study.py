@@ -1,4 +1,5 @@
-"""`robustlab study`: model-zoo studies of seed 004 (architecture attributes, noise theory)."""
+"""`robustlab study`: model-zoo studies after "Unlocking Noise-Resistant Vision" (architecture attributes, noise
+theory)."""
 
 from __future__ import annotations
 
@@ -21,7 +22,10 @@ from robustlab.cli._common import (
     user_errors,
 )
 
-study_app = typer.Typer(help="Model-zoo studies (seed 004): architecture attributes and noise theory.")
+study_app = typer.Typer(
+    help='Model-zoo noise studies (after "Unlocking Noise-Resistant Vision", 2025): architecture attributes '
+    "and noise theory."
+)
 app.add_typer(study_app, name="study")
 
 
@@ -80,14 +84,20 @@ def _check_models(specs: list[str], data: str, *, data_dir: Path | None, pretrai
     problems = []
     for spec in specs:
         try:
-            create_model(spec, pretrained=pretrained, data_dir=data_dir, device="cpu",
-                         class_names=class_names if spec.startswith("openclip:") else None)
+            create_model(
+                spec,
+                pretrained=pretrained,
+                data_dir=data_dir,
+                device="cpu",
+                class_names=class_names if spec.startswith("openclip:") else None,
+            )
         except USER_ERRORS as exc:
             problems.append(f"{spec}: {exc}")
         gc.collect()  # one model in memory at a time
     if problems:
-        raise ValueError(f"{len(problems)} of {len(specs)} models cannot be built, nothing was run: "
-                         + " | ".join(problems))
+        raise ValueError(
+            f"{len(problems)} of {len(specs)} models cannot be built, nothing was run: " + " | ".join(problems)
+        )
 
 
 @study_app.command("noise")
@@ -98,8 +108,9 @@ def noise_command(
     n: int | None = typer.Option(None, "--n", min=1, help="Only the first N samples."),
     db: Path = db_option("Results store (SQLite); re-runs resume."),
     noise_at: str = typer.Option(
-        "pixels", "--noise-at", help="pixels: on native pixels before the model's resize (as the theory assumes); "
-        "input: after the resize."
+        "pixels",
+        "--noise-at",
+        help="pixels: on native pixels before the model's resize (as the theory assumes); input: after the resize.",
     ),
     backend: str = typer.Option("local", "--backend", help="local (in-process) or ray (one task per model)."),
     ray_address: str | None = typer.Option(None, "--ray-address", help="Ray cluster address (default: local Ray)."),
@@ -160,10 +171,10 @@ def analyze_command(
     """RankDiff and accuracy drop against stem kernel, resolution, pooling and pretraining; the design rules."""
     from rich.table import Table
 
-    from robustlab.report.html import _attributes
-    from robustlab.store import Store
     from robustlab.metrics.noise_study import analysis_tables, noise_rows, with_attributes
+    from robustlab.store import Store
     from robustlab.study.analysis import write_analysis_csv
+    from robustlab.study.attributes import stored_or_built_attributes
 
     with user_errors():
         refuse_overwrite([out], overwrite)
@@ -171,9 +182,13 @@ def analyze_command(
             raise FileNotFoundError(f"results store {db} does not exist; run robustlab study noise first")
         with Store(db) as store:
             rows = noise_rows(store.results())
-        if not rows:
-            raise ValueError(f"{db} holds no noise sweep (run robustlab study noise --models ... first)")
-        joined = with_attributes(rows, _attributes(sorted({r["model"] for r in rows})))
+            if not rows:
+                raise ValueError(f"{db} holds no noise sweep (run robustlab study noise --models ... first)")
+            attributes, unbuilt = stored_or_built_attributes(store, sorted({r["model"] for r in rows}))
+        for model, why in unbuilt.items():
+            console.print(f"attributes of {model} unknown (not stored, and it cannot be built: {why})",
+                          markup=False, highlight=False)  # fmt: skip
+        joined = with_attributes(rows, attributes)
         grouped, verdicts = analysis_tables(joined)
         write_analysis_csv(joined, out)
     table = Table(title="RankDiff by attribute (mean ± std, n)")

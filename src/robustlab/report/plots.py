@@ -61,6 +61,7 @@ def _yerr(values: Sequence[float], counts: Sequence[object]) -> list[list[float]
             above.append(0.0)
     return [below, above] if any_n else None
 
+
 # parameters that carry a perturbation's level when severity is 0 (noise σ, occlusion ratio)
 LEVEL_PARAMS = {"sigma": "noise σ (pixel space)", "ratio": "occluded fraction ρ"}
 

@@ -1,11 +1,13 @@
 """The store's SQLite schema: table definitions, expected columns, versions and migrations.
 
-Two tables (DESIGN.md, "Results store"):
+Three tables (DESIGN.md, "Results store"):
 
 - ``runs`` — one row per invocation: id, start/finish time, status, command, config and versions.
 - ``results`` — one row per measured cell: ``(model, dataset, split, perturbation, severity, params_json,
   metric, seed)`` is the key, ``value`` (a float, stored as REAL and never rounded) and ``n`` (samples behind
   it) the payload, ``run_id`` the run that wrote it first.
+- ``attributes`` — facts about a model (its architecture), one row per ``(model, name)``, the value as JSON
+  (schema 2).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ __all__ = ["DEFAULT_PATH", "RUN_COLUMNS", "RESULT_COLUMNS", "RUN_STATUSES", "SCH
 DEFAULT_PATH = "robustlab.db"
 """Where the store lives unless ``--db`` / ``path`` says otherwise (the working directory)."""
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 """Stored in ``PRAGMA user_version``; bump it and add a step to ``MIGRATIONS`` when the schema changes."""
 
 # Stored in ``PRAGMA application_id`` ("RLAB"), so a robustlab file is told apart from any other SQLite file.
@@ -25,6 +27,17 @@ RUN_STATUSES = ("running", "finished", "failed", "interrupted")
 """Every status a run can have. A run left ``running`` by a dead process was killed (SIGKILL, power loss)."""
 
 _SQLITE_HEADER = b"SQLite format 3\x00"
+
+# Facts about a model (stem kernel, input size, pooling, parameter count...), written by whoever measured it, so
+# the report reads them instead of building the model. Keyed by the model spec as in results.model.
+_ATTRIBUTES = """CREATE TABLE attributes (
+    model      TEXT NOT NULL,
+    name       TEXT NOT NULL,
+    -- JSON, so numbers, strings, booleans and lists read back as what was written
+    value_json TEXT NOT NULL,
+    run_id     TEXT REFERENCES runs (run_id),
+    PRIMARY KEY (model, name)
+)"""
 
 SCHEMA = (
     f"""CREATE TABLE runs (
@@ -61,6 +74,7 @@ SCHEMA = (
     UNIQUE (model, dataset, split, perturbation, severity, params_json, metric, seed)
 )""",
     "CREATE INDEX results_run_id ON results (run_id)",
+    _ATTRIBUTES,
 )
 
 
@@ -90,5 +104,5 @@ RESULT_COLUMNS = (
     "seed",
 )
 
-# Migrations from version v to v + 1, applied in order inside one transaction. Empty while the schema is at 1.
-MIGRATIONS: dict[int, str] = {}
+# Migrations from version v to v + 1, applied in order inside one transaction.
+MIGRATIONS: dict[int, str] = {1: _ATTRIBUTES}  # 2: the attributes table

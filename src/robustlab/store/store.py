@@ -378,6 +378,44 @@ class Store:
             for row in rows
         ]
 
+    def add_attributes(self, model: str, attributes: Mapping[str, Any], *, run_id: str | None = None) -> None:
+        """Store facts about ``model`` (its architecture), replacing earlier values of the same names.
+
+        Args:
+            model: the model spec, as in the results' ``model`` column.
+            attributes: name -> value; values are JSON (numbers, strings, booleans, lists; tuples become lists).
+            run_id: the run that measured them, if any.
+
+        Raises:
+            ValueError: an empty model or name, or a value that is not JSON-serialisable.
+        """
+        check_text(model, "model")
+        rows = []
+        for name, value in attributes.items():
+            check_text(name, "attribute name")
+            try:
+                rows.append((model, name, json.dumps(value, allow_nan=False), run_id))
+            except (TypeError, ValueError) as err:
+                raise ValueError(f"attribute {name!r} of {model!r} is not a JSON value ({err}); pass "
+                                 "numbers, strings, booleans or lists") from err  # fmt: skip
+        with self._write() as conn:
+            conn.executemany("INSERT OR REPLACE INTO attributes (model, name, value_json, run_id) VALUES (?, ?, ?, ?)",
+                             rows)  # fmt: skip
+
+    def attributes(self, model: Filter = None) -> dict[str, dict[str, Any]]:
+        """Stored facts per model: ``{model: {name: value}}`` (lists where tuples were written).
+
+        Args:
+            model: only these models.
+        """
+        where, args = _where(model=model)
+        out: dict[str, dict[str, Any]] = {}
+        for owner, name, value in self._conn.execute(
+            f"SELECT model, name, value_json FROM attributes{where} ORDER BY model, name", args
+        ):
+            out.setdefault(owner, {})[name] = json.loads(value)
+        return out
+
     def runs(self) -> pd.DataFrame:
         """All runs, oldest first.
 

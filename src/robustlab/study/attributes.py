@@ -338,8 +338,7 @@ def spec_attributes(spec: str, *, data_dir: Any = None) -> Attributes:
     """Attributes of any robustlab model spec (``cifar:resnet20``, ``efficientnet_lite0``, ``timm:resnet50``...).
 
     timm names go through :func:`model_attributes` (meta device, pretrained config). Other specs are built
-    without weights and read from the :class:`~robustlab.models.Classifier`: its network's stem and pooling, and
-    its own input size and normalisation.
+    without weights and read by :func:`classifier_attributes`.
 
     Raises:
         ValueError: an unknown spec (from ``create_model``).
@@ -348,13 +347,30 @@ def spec_attributes(spec: str, *, data_dir: Any = None) -> Attributes:
 
     from robustlab.models import create_model
 
-    name = spec.removeprefix("timm:")
     if spec.startswith("timm:"):
-        return model_attributes(name)
+        return model_attributes(spec.removeprefix("timm:"))
     # zero-shot CLIP needs class names; two placeholders do, the image tower does not depend on them
     names = ["a", "b"] if spec.startswith("openclip:") else None
     with torch.device("cpu"):
         clf = create_model(spec, pretrained=False, data_dir=data_dir, class_names=names)
+    return classifier_attributes(spec, clf)
+
+
+def classifier_attributes(spec: str, clf: Any) -> Attributes:
+    """Attributes of an already built :class:`~robustlab.models.Classifier` (as a study holds while it measures).
+
+    timm specs read timm's pretrained config (:func:`model_attributes`); other models are read from the
+    classifier: its network's stem and pooling, and its own input size and normalisation.
+
+    Args:
+        spec: the model spec it was built from.
+        clf: the classifier, on any device.
+
+    Returns:
+        Its attributes (``"unknown"`` where not determinable).
+    """
+    if spec.startswith("timm:"):
+        return model_attributes(spec.removeprefix("timm:"))
     net = clf.net
     visual = getattr(getattr(net, "clip", None), "visual", None)
     if visual is not None:  # an open_clip tower: read the image encoder, not the text side
@@ -386,6 +402,40 @@ def spec_attributes(spec: str, *, data_dir: Any = None) -> Attributes:
     )
 
 
+def stored_or_built_attributes(store: Any, models: Sequence[str], *, data_dir: Any = None) -> tuple[
+    dict[str, dict[str, Any]], dict[str, str]
+]:
+    """Each model's attributes from the store; models a store written before attributes were stored are built
+    without weights (:func:`spec_attributes`) and their attributes stored, so the report finds them next time.
+
+    Args:
+        store: an open :class:`robustlab.store.Store`.
+        models: model specs.
+        data_dir: where checkpoint specs find their data, as for ``create_model``.
+
+    Returns:
+        ``(attributes, failures)``: name -> value per model found or built, and per model that could not be built
+        (a moved checkpoint, an unknown spec) the reason.
+    """
+    found = store.attributes(model=list(models))
+    failures: dict[str, str] = {}
+    for model in models:
+        if model in found:
+            continue
+        try:
+            found[model] = stored_attributes(spec_attributes(model, data_dir=data_dir))
+        except (ValueError, OSError, RuntimeError, ImportError) as err:
+            failures[model] = f"{type(err).__name__}: {err}"
+            continue
+        store.add_attributes(model, found[model])
+    return found, failures
+
+
+def stored_attributes(attributes: Attributes) -> dict[str, Any]:
+    """The attributes as the results store keeps them (name -> JSON value; tuples become lists)."""
+    return {name: value for name, value in asdict(attributes).items() if name not in ("tag", "architecture")}
+
+
 def _pool_from_forward(net: nn.Module, input_size: int) -> str:
     """Global pooling of networks that pool in code (no pooling module): probed on the head.
 
@@ -396,15 +446,19 @@ def _pool_from_forward(net: nn.Module, input_size: int) -> str:
 
     if not (hasattr(net, "forward_features") and hasattr(net, "forward_head")):
         return UNKNOWN
+    # probe on the network's own device (a study reads a model it already moved to the GPU); draws stay on CPU
+    device = next((p.device for p in net.parameters()), torch.device("cpu"))
     gen = torch.Generator().manual_seed(0)
     with torch.no_grad():
-        shape = net.forward_features(torch.zeros(1, 3, input_size, input_size)).shape
+        shape = net.forward_features(torch.zeros(1, 3, input_size, input_size, device=device)).shape
         if len(shape) != 4:
             return UNKNOWN
-        a, b = torch.randn(shape, generator=gen), torch.randn(shape, generator=gen)
+        a, b = (torch.randn(shape, generator=gen).to(device) for _ in range(2))
         head = net.forward_head
-        shuffled = a.flatten(2)[..., torch.randperm(shape[2] * shape[3], generator=gen)].view(shape)
+        order = torch.randperm(shape[2] * shape[3], generator=gen).to(device)
+        shuffled = a.flatten(2)[..., order].view(shape)
         if not torch.allclose(head(a), head(shuffled), atol=1e-5):
             return "none"
-        affine = torch.allclose(head(a + b) + head(torch.zeros(shape)), head(a) + head(b), atol=1e-4)
+        zeros = torch.zeros(shape, device=device)
+        affine = torch.allclose(head(a + b) + head(zeros), head(a) + head(b), atol=1e-4)
     return "avg" if affine else "max"

@@ -156,14 +156,19 @@ def _study_model(
     levels: list[float], noise_at: str, seed: int, batch_size: int, store: Any, run_id: str,
     callback: Callable[[dict[str, Any]], None] | None,
 ) -> tuple[list[float], int]:
-    """One model's accuracy per σ (``levels``), written to ``store`` under ``run_id``; returns it and the new cells."""
+    """One model's accuracy per σ (``levels``) and its architecture attributes, written to ``store`` under
+    ``run_id``; returns the accuracies and the number of new cells."""
     from robustlab.data import head, load_dataset
     from robustlab.engine import evaluate
     from robustlab.engine.loading import load_model_and_data
+    from robustlab.study.attributes import classifier_attributes, stored_attributes
 
     clf, dataset = load_model_and_data(
         spec, data, split=split, n=n, data_dir=data_dir, pretrained=pretrained, device=device
     )
+    # the architecture goes into the store beside the accuracies, so the report and the analysis read it there
+    # instead of building the model again
+    store.add_attributes(spec, stored_attributes(classifier_attributes(spec, clf)), run_id=run_id)
     if noise_at == "pixels":
         native = head(load_dataset(data, split=split, data_dir=data_dir), n)
         if _needs_resize(native, dataset):
@@ -182,9 +187,11 @@ def _study_model(
     return [by_sigma[s] for s in levels], sum(not c.resumed for c in cells)
 
 
-def _ray_study_model(spec: str, prior: list[Any], kwargs: dict[str, Any]) -> tuple[list[float], list[Any]]:
+def _ray_study_model(
+    spec: str, prior: list[Any], kwargs: dict[str, Any]
+) -> tuple[list[float], list[Any], dict[str, Any]]:
     """A Ray task: study one model against a private scratch store seeded with the cells already done, and hand
-    the new cells back; only the driver writes the user's store."""
+    the new cells and the model's attributes back; only the driver writes the user's store."""
     import tempfile
     from pathlib import Path
 
@@ -196,7 +203,8 @@ def _ray_study_model(spec: str, prior: list[Any], kwargs: dict[str, Any]) -> tup
         with scratch.run(f"study {spec}") as run_id:
             accuracy, _ = _study_model(spec, store=scratch, run_id=run_id, callback=None, **kwargs)
         cells = scratch.cells(run_id=run_id)
-    return accuracy, cells
+        attributes = scratch.attributes(model=spec).get(spec, {})
+    return accuracy, cells, attributes
 
 
 def _run_on_ray(
@@ -222,12 +230,13 @@ def _run_on_ray(
             spec = pending.pop(ready[0])
             finished += 1
             try:
-                accuracy, cells = ray.get(ready[0])
+                accuracy, cells, attributes = ray.get(ready[0])
             except Exception as exc:  # noqa: BLE001 - reported per model, the others still land
                 result.failed[spec] = f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1]}"
             else:
                 result.accuracy[spec] = accuracy
                 result.new_cells += store.add(run_id, cells)
+                store.add_attributes(spec, attributes, run_id=run_id)
             if callback is not None:
                 callback({"kind": "model", "done": finished, "total": len(models), "description": spec})
     finally:
