@@ -17,7 +17,14 @@ def close_matches_message(kind: str, name: str, known: list[str]) -> str:
     """Build the standard "unknown name" message with close-match suggestions."""
     matches = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
     hint = f" Did you mean {', '.join(repr(m) for m in matches)}?" if matches else ""
-    return f"Unknown {kind} {name!r}.{hint} Known {kind}s: {', '.join(sorted(known))}."
+    return f"Unknown {kind} {name!r}.{hint} Known {plural(kind)}: {', '.join(sorted(known))}."
+
+
+def plural(noun: str) -> str:
+    """English plural of a registry kind: "suite entry" -> "suite entries", "attack" -> "attacks"."""
+    if noun.endswith("y") and noun[-2:-1] not in tuple("aeiou"):
+        return noun[:-1] + "ies"
+    return noun + ("es" if noun.endswith(("s", "x", "ch", "sh")) else "s")
 
 
 class Registry:

@@ -12,6 +12,7 @@ from robustlab.cli import corrupt as _corrupt  # noqa: E402,F401
 from robustlab.cli import demo as _demo  # noqa: E402,F401
 from robustlab.cli import evaluate as _evaluate  # noqa: E402,F401
 from robustlab.cli import explain as _explain  # noqa: E402,F401
+from robustlab.cli import listing as _listing  # noqa: E402,F401
 from robustlab.cli import models as _models  # noqa: E402,F401
 from robustlab.cli import repair as _repair  # noqa: E402,F401
 from robustlab.cli import report as _report  # noqa: E402,F401
@@ -21,8 +22,12 @@ from robustlab.cli import train as _train  # noqa: E402,F401
 from robustlab.cli import train_a3 as _train_a3  # noqa: E402,F401
 from robustlab.cli import train_afat as _train_afat  # noqa: E402,F401
 from robustlab.cli import tta as _tta  # noqa: E402,F401
-from robustlab.cli._app import app
+from robustlab.cli._app import HelpGroup, app
 from robustlab.runtime import tune_allocator
+
+for _group in app.registered_groups:  # verb groups list their commands uncut, as the top level does (cli._app)
+    if _group.typer_instance is not None:
+        _group.typer_instance.info.cls = HelpGroup
 
 __all__ = ["app", "main"]
 

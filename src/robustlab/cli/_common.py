@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import re
+import shlex
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -36,8 +39,29 @@ def data_dir_option(help: str = "The shared data folder (datasets, weights/).") 
 def device_option() -> Any:
     return typer.Option(None, "--device", help="cpu, cuda, cuda:1 ... (default: cuda if present).")
 
+
 # errors a user can fix: shown as one line, never as a traceback
 USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, RuntimeError, ImportError, KeyError)
+
+# library messages name Python arguments; on the command line the same fix is a flag
+_CLI_HINTS: tuple[tuple[str, str], ...] = (
+    (r"\bpretrained=False\b", "--random-init"),
+    (r"\bdata_dir=(?![\w'\"])", "--data-dir"),
+    (r"\bweights=(?=<)", "--weights "),
+    (r"create_model\('((?:file|[\w.]+):[^']*)'\)", r"--model \1"),
+)
+
+
+def cli_hints(message: str) -> str:
+    """A library message with its Python-argument fixes rewritten as the CLI flags that do the same."""
+    for pattern, flag in _CLI_HINTS:
+        message = re.sub(pattern, flag, message)
+    return message
+
+
+def print_error(message: str) -> None:
+    """Print ``Error: message`` on stderr as click does for usage errors, square brackets and paths intact."""
+    err_console.print(f"[bold red]Error:[/] {escape(cli_hints(message))}", highlight=False, soft_wrap=True)
 
 
 @contextlib.contextmanager
@@ -47,8 +71,50 @@ def user_errors() -> Iterator[None]:
         yield
     except USER_ERRORS as exc:
         msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
-        err_console.print(f"[bold red]error:[/] {msg}", highlight=False)
+        print_error(str(msg))
         raise typer.Exit(1) from None
+
+
+def _current_context() -> Any:
+    # typer >= 0.24 runs on its own vendored copy of click, older typer on click itself
+    try:
+        from typer._click.globals import get_current_context
+    except ImportError:  # pragma: no cover - older typer
+        from click import get_current_context
+    return get_current_context()
+
+
+def command_line() -> str:
+    """The running command as the user gave it: ``robustlab <verb> ...`` with every option set on the command line.
+
+    Stored with each run (``robustlab results --runs``), so it must reproduce the run: ``--n`` and ``--db`` included.
+    """
+    ctx = _current_context()
+    words = ["robustlab", *ctx.command_path.split()[1:]]
+    for param in ctx.command.params:
+        name = param.name or ""
+        source = ctx.get_parameter_source(name)
+        if source is None or source.name not in ("COMMANDLINE", "PROMPT"):
+            continue
+        value = ctx.params.get(name)
+        values = value if isinstance(value, (list, tuple)) else [value]
+        if param.param_type_name != "option":
+            words += [shlex.quote(str(v)) for v in values]
+        elif getattr(param, "is_flag", False):
+            words.append(param.opts[0] if value or not param.secondary_opts else param.secondary_opts[0])
+        else:
+            for item in values:
+                words += [param.opts[0], shlex.quote(str(item))]
+    return " ".join(words)
+
+
+def note_n(n: int | None, dataset: Any, full_length: int | None = None) -> None:
+    """Say on stderr when ``--n`` asks for more samples than the dataset holds (evaluation uses all of them)."""
+    total = len(dataset) if full_length is None else full_length
+    if n is not None and n > total:
+        where = f"{dataset.name} ({getattr(dataset, 'split', 'test')} split)"
+        err_console.print(f"note: --n {n} exceeds the {total} samples of {escape(where)}; using all {total}",
+                          highlight=False, soft_wrap=True)  # fmt: skip
 
 
 def refuse_overwrite(paths: list[Any], overwrite: bool) -> None:

@@ -55,8 +55,8 @@ def eval_command(
     from robustlab.data import Subset
     from robustlab.engine import evaluate, summarize
     from robustlab.engine.measures import ATTACK_METRICS
-    from robustlab.metrics.summary import attack_label
     from robustlab.engine.suite import Group, build_suite, file_groups, split_file_corruptions
+    from robustlab.metrics.summary import attack_label
     from robustlab.store import Store
     from robustlab.train.distributed import rank
 

@@ -7,7 +7,15 @@ from pathlib import Path
 import typer
 
 from robustlab.cli._app import app
-from robustlab.cli._common import console, data_dir_option, db_option, device_option, load_model_and_data, user_errors
+from robustlab.cli._common import (
+    command_line,
+    console,
+    data_dir_option,
+    db_option,
+    device_option,
+    load_model_and_data,
+    user_errors,
+)
 
 
 def _default_method(clf: object) -> str:
@@ -108,7 +116,7 @@ def explain_command(
         config = {"model": model, "data": data, "dataset": dataset.name, "indices": chosen, "method": method,
                   "corruption": corruption, "severity": severity if corruption else None, "seed": seed,
                   "out": str(out)}  # fmt: skip
-        with Store(db) as store, store.run(f"robustlab explain --model {model} --data {data}", config, str(dev)):
+        with Store(db) as store, store.run(command_line(), config, str(dev)):
             out.parent.mkdir(parents=True, exist_ok=True)
             save_explanation_grid(out, images.cpu(), perturbed.cpu(), clean_maps.detach().cpu(),
                                   pert_maps.detach().cpu(), titles=titles)  # fmt: skip

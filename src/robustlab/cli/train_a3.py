@@ -12,6 +12,7 @@ import typer
 
 from robustlab.cli._common import (
     batch_callback,
+    command_line,
     console,
     data_dir_option,
     db_option,
@@ -122,8 +123,11 @@ def a3_command(
                       "batch_size": batch_size, "a3": asdict(config), "loss": asdict(loss_config),
                       "added_parameters": extra, "eval_suite": eval_suite,
                       "n_eval": None if test is None else len(test)}  # fmt: skip
-        command = f"robustlab train a3 --model {model} --data {data} --at {at} --out {out}"
-        with Store(db) as store, store.run(command, run_config, device=str(dev)) as run_id, make_progress() as progress:
+        with (
+            Store(db) as store,
+            store.run(command_line(), run_config, device=str(dev)) as run_id,
+            make_progress() as progress,
+        ):
             task = progress.add_task("A3 training", total=None)
 
             def callback(event: dict) -> None:

@@ -1,4 +1,5 @@
-"""`robustlab train afat`: train a vision transformer with AFAT (seed 001) and evaluate it into the store."""
+"""`robustlab train afat`: train a vision transformer with AFAT (adversarial feature alignment), evaluate it into the
+store."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import typer
 
 from robustlab.cli._common import (
     batch_callback,
+    command_line,
     console,
     data_dir_option,
     db_option,
@@ -87,9 +89,12 @@ def afat_command(
                       "warmup_epochs": warmup_epochs, "augment": augment, "max_time": max_time,
                       "patch_size": patch, "grid": list(grid), "afat": config.to_dict(), "eval_suite": eval_suite,
                       "n_eval": None if test is None else len(test)}  # fmt: skip
-        command = f"robustlab train afat --model {model} --data {data} --rho {rho} --lam {lam} --out {out}"
         name = f"file:{out}"
-        with Store(db) as store, store.run(command, run_config, device=str(dev)) as run_id, make_progress() as progress:
+        with (
+            Store(db) as store,
+            store.run(command_line(), run_config, device=str(dev)) as run_id,
+            make_progress() as progress,
+        ):
             task = progress.add_task("afat", total=None)
 
             callback = fit_callback(progress, task, "afat ")

@@ -13,6 +13,7 @@ import typer
 
 from robustlab.cli._app import app
 from robustlab.cli._common import (
+    command_line,
     console,
     data_dir_option,
     db_option,
@@ -122,9 +123,8 @@ def tta_command(
                       "attacks": list(attacks), "seed": seed, "views": views,
                       "split_file": str(split_file) if split_file else None,
                       "attack_config": {**params_attack, "adaptive_steps": adaptive_steps, "eot": eot}}  # fmt: skip
-        command = f"robustlab tta --method {method} --model {model} --data {data} --attack {attack}"
         summary = []
-        with Store(db) as store, store.run(command, run_config, str(dev)) as run_id, make_progress() as progress:
+        with Store(db) as store, store.run(command_line(), run_config, str(dev)) as run_id, make_progress() as progress:
             for cfg in configs:
                 tuner = TestTimeTuner(clf, cfg)
                 task = progress.add_task(cfg.method, total=None)

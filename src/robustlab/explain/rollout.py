@@ -345,7 +345,7 @@ def token_gradient_rollout(
     upsample: bool = False,
     differentiable: bool = False,
 ) -> Tensor:
-    """A-TPT's token-gradient reinforced attention rollout (seed 003), the class token's row over the patches.
+    """A-TPT's token-gradient reinforced attention rollout, the class token's row over the patches.
 
     Recipe, for the last two blocks ``b in {B-1, B}``: ``T_b`` are the tokens entering block ``b`` (the keys and
     values its attention ``A_b`` mixes), ``W_b = `` :func:`token_weights` ``(T_b, dS/dT_b)``,
