@@ -7,15 +7,18 @@ import torch
 from models_helpers import rand_images
 
 from robustlab.models import MODELS, Classifier, create_model, list_models
+from robustlab.models.family import ModelEntry
 
 BUILT_IN = ["cifar:resnet20", "cifar:resnet32", "cifar:resnet44", "cifar:resnet56", "cifar:resnet2b",
             "cifar:resnet4b", "cifar:vit_tiny_patch4", "efficientnet_lite0"]
 
 
-def test_registry_keys_are_function_names() -> None:
+def test_registry_keys_are_function_names_or_table_keys() -> None:
     assert len(MODELS) > 0
     for key in MODELS:
-        assert MODELS.get(key).__name__ == key
+        builder = MODELS.get(key)
+        # a table entry (ModelEntry) under its own key, or a registered function under its name
+        assert (builder.key if isinstance(builder, ModelEntry) else builder.__name__) == key
 
 
 def test_list_models_covers_every_spec_with_a_description() -> None:

@@ -6,7 +6,9 @@ A spec is ``"<scheme>:<name>"`` or a bare registered name:
 registry key is the function name, i.e. the spec with ``:`` replaced by ``_`` (``cifar:resnet20`` ->
 ``cifar_resnet20``).
 - ``timm:<name>[.<tag>]``, ``openclip:<arch>/<tag>`` and ``file:<path>`` are open-ended families handled by
-their loaders (every timm / open_clip name, any checkpoint path), so they are not registry entries.
+their loaders (every timm / open_clip name, any checkpoint path), so they are not registry entries but rows of
+:data:`LOADERS`, the scheme -> loader table (``file:`` is added by :mod:`robustlab.models.checkpoint`, which builds
+the saved architecture through :func:`create_model`: the table keeps that one-way).
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ from __future__ import annotations
 import inspect
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import torch
 
@@ -27,12 +30,38 @@ MODELS = Registry("model")
 
 # registry-key prefixes that are written "<scheme>:" in specs
 _REGISTERED_SCHEMES = ("cifar",)
-# open-ended families: spec template and description for list_models()
-_LOADER_SCHEMES = {
-    "timm": ("timm:<name>[.<tag>]", "any timm model; preprocessing from timm's pretrained config"),
-    "openclip": ("openclip:<arch>/<tag>", "zero-shot CLIP classifier from open_clip (needs class_names=)"),
-    "file": ("file:<path>", "a robustlab checkpoint written by save_checkpoint (torch or .safetensors)"),
-}
+
+
+@dataclass(frozen=True)
+class Loader:
+    """How ``create_model`` builds an open-ended family ``<scheme>:<name>``."""
+
+    template: str
+    """The spec as shown by ``robustlab models``, e.g. ``"timm:<name>[.<tag>]"``."""
+    description: str
+    """One line for ``robustlab models``."""
+    load: Callable[..., Classifier]
+    """``load(name, *, pretrained, weights, class_names, num_classes)`` -> the classifier."""
+
+
+def _load_timm(name: str, **kwargs: object) -> Classifier:
+    from robustlab.models.timm_models import create_timm_model  # imports timm: only when asked for
+
+    return create_timm_model(name, **kwargs)  # type: ignore[arg-type]
+
+
+def _load_openclip(name: str, **kwargs: object) -> Classifier:
+    from robustlab.models.openclip_models import create_openclip_model  # imports open_clip: only when asked for
+
+    return create_openclip_model(name, **kwargs)  # type: ignore[arg-type]
+
+
+LOADERS: dict[str, Loader] = {
+    "timm": Loader("timm:<name>[.<tag>]", "any timm model; preprocessing from timm's pretrained config", _load_timm),
+    "openclip": Loader("openclip:<arch>/<tag>", "zero-shot CLIP classifier from open_clip (needs class_names=)",
+                       _load_openclip),
+}  # fmt: skip
+"""Scheme -> loader of the open-ended families; :mod:`robustlab.models.checkpoint` adds ``file``."""
 
 
 def _spec_of(key: str) -> str:
@@ -48,6 +77,9 @@ def _key_of(spec: str) -> str:
 
 
 def _summary(fn: object) -> str:
+    description = getattr(fn, "description", None)  # a ModelEntry
+    if isinstance(description, str):
+        return description
     doc = inspect.getdoc(fn) or ""
     return doc.splitlines()[0] if doc else ""
 
@@ -60,11 +92,11 @@ def list_models() -> list[tuple[str, str]]:
         (``timm:``, ``openclip:``, ``file:``) as templates.
     """
     rows = [(_spec_of(key), _summary(MODELS.get(key))) for key in MODELS.names()]
-    return rows + list(_LOADER_SCHEMES.values())
+    return rows + [(loader.template, loader.description) for loader in LOADERS.values()]
 
 
 def _known_specs() -> list[str]:
-    return [_spec_of(key) for key in MODELS.names()] + [template for template, _ in _LOADER_SCHEMES.values()]
+    return [_spec_of(key) for key in MODELS.names()] + [loader.template for loader in LOADERS.values()]
 
 
 def create_model(
@@ -149,14 +181,14 @@ def _build(
     data_dir: str | os.PathLike[str] | None,
 ) -> Classifier:
     scheme, sep, name = spec.partition(":")
-    if sep and scheme in _LOADER_SCHEMES:
+    if sep and scheme in LOADERS:
         if not name:
-            raise ValueError(f"{spec!r} names no model; expected {_LOADER_SCHEMES[scheme][0]!r}")
-        model = _load_scheme(scheme, name, pretrained=pretrained, weights=weights, class_names=class_names,
-                             num_classes=num_classes)
+            raise ValueError(f"{spec!r} names no model; expected {LOADERS[scheme].template!r}")
+        model = LOADERS[scheme].load(name, pretrained=pretrained, weights=weights, class_names=class_names,
+                                     num_classes=num_classes)
     else:
         if sep and scheme not in _REGISTERED_SCHEMES:
-            known = sorted({*_REGISTERED_SCHEMES, *_LOADER_SCHEMES})
+            known = sorted({*_REGISTERED_SCHEMES, *LOADERS})
             raise ValueError(
                 close_matches_message("model", spec, _known_specs())
                 + f" Known schemes: {', '.join(known)}, or a bare name such as 'efficientnet_lite0'."
@@ -167,29 +199,3 @@ def _build(
         model = MODELS.get(key)(pretrained=pretrained, weights=weights, class_names=class_names,
                                 num_classes=num_classes, data_dir=data_dir)
     return model
-
-
-def _load_scheme(
-    scheme: str,
-    name: str,
-    *,
-    pretrained: bool,
-    weights: str | os.PathLike[str] | None,
-    class_names: Sequence[str] | None,
-    num_classes: int | None,
-) -> Classifier:
-    if scheme == "timm":
-        from robustlab.models.timm_models import create_timm_model
-
-        return create_timm_model(name, pretrained=pretrained, weights=weights, class_names=class_names,
-                                 num_classes=num_classes)
-    if scheme == "openclip":
-        from robustlab.models.openclip_models import create_openclip_model
-
-        return create_openclip_model(name, pretrained=pretrained, weights=weights, class_names=class_names,
-                                     num_classes=num_classes)
-    from robustlab.models.checkpoint import load_checkpoint
-
-    if weights is not None:
-        raise ValueError(f"file:{name} already names the weights; do not pass weights= as well")
-    return load_checkpoint(name, class_names=class_names, num_classes=num_classes)

@@ -31,6 +31,7 @@ from torch import Tensor
 
 from robustlab.models._common import resolve_class_names
 from robustlab.models._weights import load_into, read_file
+from robustlab.models._zoo import LOADERS, Loader, create_model
 from robustlab.models.a3_module import attach_from_spec
 from robustlab.models.classifier import Classifier
 
@@ -144,8 +145,6 @@ def load_checkpoint(
         ValueError: unreadable or corrupt file, pickled objects, not a robustlab checkpoint, an unbuildable
             architecture, or weights that do not fit it.
     """
-    from robustlab.models._zoo import create_model  # the zoo imports this module
-
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(
@@ -184,3 +183,22 @@ def load_checkpoint(
     model.interpolation = str(meta.get("interpolation", model.interpolation))
     model.class_names = list(names)
     return model
+
+
+def _load_file(
+    name: str,
+    *,
+    pretrained: bool,
+    weights: str | os.PathLike[str] | None,
+    class_names: Sequence[str] | None,
+    num_classes: int | None,
+) -> Classifier:
+    """The ``file:`` loader: ``pretrained`` is ignored, the file holds the weights."""
+    if weights is not None:
+        raise ValueError(f"file:{name} already names the weights; do not pass weights= as well")
+    return load_checkpoint(name, class_names=class_names, num_classes=num_classes)
+
+
+LOADERS["file"] = Loader(
+    "file:<path>", "a robustlab checkpoint written by save_checkpoint (torch or .safetensors)", _load_file
+)

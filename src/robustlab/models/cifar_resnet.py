@@ -7,23 +7,14 @@ counts (0.27M for ResNet-20) match the paper.
 
 from __future__ import annotations
 
-import os
-from collections.abc import Sequence
-from pathlib import Path
+import functools
 
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from robustlab.models._common import (
-    CIFAR10_CLASSES,
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    find_weights,
-    resolve_class_names,
-)
-from robustlab.models._weights import load_into, read_state_dict
+from robustlab.models._common import IMAGENET_MEAN, IMAGENET_STD
 from robustlab.models._zoo import MODELS
-from robustlab.models.classifier import Classifier
+from robustlab.models.family import ModelEntry, ModelFamily
 
 WEIGHTS_SUBDIR = "akamaster_resnet_cifar10"
 
@@ -122,59 +113,29 @@ class CifarResNet(nn.Module):
         return self.forward_head(self.forward_features(x))
 
 
-def _cifar_resnet(
-    depth: int,
-    *,
-    pretrained: bool,
-    weights: str | os.PathLike[str] | None,
-    class_names: Sequence[str] | None,
-    num_classes: int | None,
-    data_dir: str | os.PathLike[str] | None,
-) -> Classifier:
-    spec = f"cifar:resnet{depth}"
-    names = resolve_class_names(class_names, num_classes, default=CIFAR10_CLASSES, spec=spec)
-    net = CifarResNet((depth - 2) // 6, num_classes=len(names))
-    if weights is not None or pretrained:
-        path = Path(weights) if weights is not None else find_weights(
-            data_dir, WEIGHTS_SUBDIR, f"resnet{depth}-*.th", spec=spec
-        )
-        # a pretrained backbone under a new label set: keep the fresh classifier
-        skip = ("linear.",) if weights is None and len(names) != len(CIFAR10_CLASSES) else ()
-        load_into(net, read_state_dict(path), path, skip_prefixes=skip)
-    return Classifier(
-        net,
-        mean=IMAGENET_MEAN,
-        std=IMAGENET_STD,
-        input_size=(3, 32, 32),
-        class_names=names,
-        name=spec,
-        family="cnn",
+AKAMASTER = ModelFamily(
+    mean=IMAGENET_MEAN,
+    std=IMAGENET_STD,
+    input_size=(3, 32, 32),
+    classes="cifar10",
+    weights_subdir=WEIGHTS_SUBDIR,
+    weights_pattern="resnet{variant}-*.th",
+    head_prefix="linear.",
+)
+"""akamaster's CIFAR-10 ResNets (trained with ImageNet mean / std)."""
+
+# clean top-1 reported by the weights' source README, by depth
+CLEAN_ACCURACY = {20: "91.7%", 32: "92.6%", 44: "93.1%", 56: "93.4%"}
+
+CIFAR_RESNETS: dict[str, ModelEntry] = {
+    f"cifar_resnet{depth}": ModelEntry(
+        spec=f"cifar:resnet{depth}",
+        family=AKAMASTER,
+        make_net=functools.partial(CifarResNet, (depth - 2) // 6),
+        description=f"ResNet-{depth} for CIFAR-10 (He et al. 2016, option A; akamaster weights, {clean} clean).",
+        variant=str(depth),
     )
-
-
-def _register(depth: int, clean: str) -> None:
-    # one registry entry per depth; the builders differ only in the depth they pass on
-    def build(
-        *,
-        pretrained: bool = True,
-        weights: str | os.PathLike[str] | None = None,
-        class_names: Sequence[str] | None = None,
-        num_classes: int | None = None,
-        data_dir: str | os.PathLike[str] | None = None,
-    ) -> Classifier:
-        return _cifar_resnet(
-            depth, pretrained=pretrained, weights=weights, class_names=class_names, num_classes=num_classes,
-            data_dir=data_dir,
-        )  # fmt: skip
-
-    build.__name__ = build.__qualname__ = f"cifar_resnet{depth}"
-    build.__doc__ = (
-        f"ResNet-{depth} for CIFAR-10 (He et al. 2016, option A; akamaster weights, {clean} clean).\n\n"
-        "Arguments, return value and errors: as :func:`robustlab.models.create_model`."
-    )
-    MODELS.register(build)
-
-
-# clean top-1 reported by the weights' source README
-for _depth, _clean in ((20, "91.7%"), (32, "92.6%"), (44, "93.1%"), (56, "93.4%")):
-    _register(_depth, _clean)
+    for depth, clean in CLEAN_ACCURACY.items()
+}
+for _key, _entry in CIFAR_RESNETS.items():
+    MODELS.register(_entry, name=_key)

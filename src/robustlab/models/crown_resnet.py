@@ -8,23 +8,14 @@ files.
 
 from __future__ import annotations
 
-import os
-from collections.abc import Sequence
-from pathlib import Path
+import functools
 
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from robustlab.models._common import (
-    CIFAR10_CLASSES,
-    CIFAR10_MEAN,
-    CIFAR10_STD,
-    find_weights,
-    resolve_class_names,
-)
-from robustlab.models._weights import load_into, read_state_dict
+from robustlab.models._common import CIFAR10_MEAN, CIFAR10_STD
 from robustlab.models._zoo import MODELS
-from robustlab.models.classifier import Classifier
+from robustlab.models.family import ModelEntry, ModelFamily
 
 WEIGHTS_SUBDIR = "crown_resnet_cifar10_adv"
 
@@ -90,58 +81,31 @@ class CrownResNet(nn.Module):
         return self.forward_head(self.forward_features(x))
 
 
-def _crown_resnet(
-    variant: str,
-    *,
-    pretrained: bool,
-    weights: str | os.PathLike[str] | None,
-    class_names: Sequence[str] | None,
-    num_classes: int | None,
-    data_dir: str | os.PathLike[str] | None,
-) -> Classifier:
-    spec = f"cifar:{variant}"
-    names = resolve_class_names(class_names, num_classes, default=CIFAR10_CLASSES, spec=spec)
-    in_planes, stages = {"resnet2b": (8, 1), "resnet4b": (16, 2)}[variant]
-    net = CrownResNet(in_planes, stages, num_classes=len(names))
-    if weights is not None or pretrained:
-        path = Path(weights) if weights is not None else find_weights(
-            data_dir, WEIGHTS_SUBDIR, f"{variant}.pth", spec=spec
-        )
-        skip = ("linear2.",) if weights is None and len(names) != len(CIFAR10_CLASSES) else ()
-        load_into(net, read_state_dict(path), path, skip_prefixes=skip)
-    return Classifier(
-        net,
-        mean=CIFAR10_MEAN,
-        std=CIFAR10_STD,
-        input_size=(3, 32, 32),
-        class_names=names,
-        name=spec,
-        family="cnn",
+CROWN = ModelFamily(
+    mean=CIFAR10_MEAN,
+    std=CIFAR10_STD,
+    input_size=(3, 32, 32),
+    classes="cifar10",
+    weights_subdir=WEIGHTS_SUBDIR,
+    weights_pattern="{variant}.pth",
+    head_prefix="linear2.",
+)
+"""alpha-beta-CROWN's PGD-trained CIFAR-10 ResNets."""
+
+# (stem planes, stages) of each variant, and the clean accuracy its source reports
+_SHAPES = {"resnet2b": (8, 1), "resnet4b": (16, 2)}
+CLEAN_ACCURACY = {"resnet2b": "69%", "resnet4b": "77%"}
+
+CROWN_RESNETS: dict[str, ModelEntry] = {
+    f"cifar_{variant}": ModelEntry(
+        spec=f"cifar:{variant}",
+        family=CROWN,
+        make_net=functools.partial(CrownResNet, *_SHAPES[variant]),
+        description=(f"ResNet-{variant[-2:].upper()} for CIFAR-10 without BatchNorm, PGD-trained at eps 2/255 "
+                     f"(alpha-beta-CROWN; {clean} clean)."),
+        variant=variant,
     )
-
-
-def _register(variant: str, clean: str) -> None:
-    def build(
-        *,
-        pretrained: bool = True,
-        weights: str | os.PathLike[str] | None = None,
-        class_names: Sequence[str] | None = None,
-        num_classes: int | None = None,
-        data_dir: str | os.PathLike[str] | None = None,
-    ) -> Classifier:
-        return _crown_resnet(
-            variant, pretrained=pretrained, weights=weights, class_names=class_names, num_classes=num_classes,
-            data_dir=data_dir,
-        )  # fmt: skip
-
-    build.__name__ = build.__qualname__ = f"cifar_{variant}"
-    build.__doc__ = (
-        f"ResNet-{variant[-2:].upper()} for CIFAR-10 without BatchNorm, PGD-trained at eps 2/255 "
-        f"(alpha-beta-CROWN; {clean} clean).\n\n"
-        "Arguments, return value and errors: as :func:`robustlab.models.create_model`."
-    )
-    MODELS.register(build)
-
-
-for _variant, _clean in (("resnet2b", "69%"), ("resnet4b", "77%")):
-    _register(_variant, _clean)
+    for variant, clean in CLEAN_ACCURACY.items()
+}  # fmt: skip
+for _key, _entry in CROWN_RESNETS.items():
+    MODELS.register(_entry, name=_key)

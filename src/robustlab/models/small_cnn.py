@@ -6,16 +6,10 @@ layer, so CAM applies. About 0.07 M parameters: it trains on the embedded digits
 
 from __future__ import annotations
 
-import os
-from collections.abc import Sequence
-from pathlib import Path
-
 from torch import Tensor, nn
 
-from robustlab.models._common import CIFAR10_CLASSES, resolve_class_names
-from robustlab.models._weights import load_into, read_state_dict
 from robustlab.models._zoo import MODELS
-from robustlab.models.classifier import Classifier
+from robustlab.models.family import ModelEntry, ModelFamily
 
 
 def _stage(cin: int, cout: int, stride: int) -> nn.Sequential:
@@ -50,26 +44,16 @@ class SmallCNN(nn.Module):
         return self.forward_head(self.forward_features(x))
 
 
-@MODELS.register
-def cifar_small_cnn(
-    *,
-    pretrained: bool = True,
-    weights: str | os.PathLike[str] | None = None,
-    class_names: Sequence[str] | None = None,
-    num_classes: int | None = None,
-    data_dir: str | os.PathLike[str] | None = None,
-) -> Classifier:
-    """Small 3-stage CNN for 32 px (0.07 M params, GAP + linear head); random init unless weights= is given.
+# a mid-grey mean and unit-ish std: the demo's digits and CIFAR alike are [0, 1] pixels
+DEMO = ModelFamily(mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25), input_size=(3, 32, 32), classes="cifar10")
+"""Small models trained by robustlab itself (no published weights: ``pretrained`` alone loads nothing)."""
 
-    It has no published weights: ``pretrained`` alone loads nothing (``robustlab demo`` trains it). ``data_dir``
-    is unused. Other arguments, return value and errors: as :func:`robustlab.models.create_model`.
-    """
-    names = resolve_class_names(class_names, num_classes, default=CIFAR10_CLASSES, spec="cifar:small_cnn")
-    net = SmallCNN(len(names))
-    if weights is not None:
-        load_into(net, read_state_dict(weights), Path(weights))
-    # a mid-grey mean and unit-ish std: the demo's digits and CIFAR alike are [0, 1] pixels
-    return Classifier(
-        net, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25), input_size=(3, 32, 32), class_names=names,
-        name="cifar:small_cnn", family="cnn",
-    )  # fmt: skip
+CIFAR_SMALL_CNN = ModelEntry(
+    spec="cifar:small_cnn",
+    family=DEMO,
+    make_net=SmallCNN,
+    description=(
+        "Small 3-stage CNN for 32 px (0.07 M params, GAP + linear head); random init unless weights= is given."
+    ),
+)
+MODELS.register(CIFAR_SMALL_CNN, name=CIFAR_SMALL_CNN.key)

@@ -8,39 +8,21 @@ timm's ``Attention`` modules, so :func:`robustlab.models.vit_probe` works on it 
 
 from __future__ import annotations
 
-import os
-import warnings
-from collections.abc import Sequence
-from pathlib import Path
+from torch import nn
 
-from robustlab.models._common import CIFAR10_CLASSES, CIFAR10_MEAN, CIFAR10_STD, resolve_class_names
-from robustlab.models._weights import load_into, read_state_dict
+from robustlab.models._common import CIFAR10_MEAN, CIFAR10_STD
 from robustlab.models._zoo import MODELS
-from robustlab.models.classifier import Classifier
+from robustlab.models.family import ModelEntry, ModelFamily
 
 
-@MODELS.register
-def cifar_vit_tiny_patch4(
-    *,
-    pretrained: bool = True,
-    weights: str | os.PathLike[str] | None = None,
-    class_names: Sequence[str] | None = None,
-    num_classes: int | None = None,
-    data_dir: str | os.PathLike[str] | None = None,
-) -> Classifier:
-    """ViT-Tiny/4 for 32 px (dim 192, depth 6, 3 heads, class token); random init unless weights= is given.
-
-    No pretrained weights exist, so ``pretrained`` alone never loads anything. ``data_dir`` is unused. Other
-    arguments, return value and errors: as :func:`robustlab.models.create_model`.
-    """
+def vit_tiny_patch4(num_classes: int) -> nn.Module:
+    """timm's ``VisionTransformer`` at ViT-Tiny width, depth 6, 4 px patches on 32 px images, random init."""
     from timm.models.vision_transformer import VisionTransformer
 
-    spec = "cifar:vit_tiny_patch4"
-    names = resolve_class_names(class_names, num_classes, default=CIFAR10_CLASSES, spec=spec)
-    net = VisionTransformer(
+    return VisionTransformer(
         img_size=32,
         patch_size=4,
-        num_classes=len(names),
+        num_classes=num_classes,
         embed_dim=192,
         depth=6,
         num_heads=3,
@@ -49,20 +31,18 @@ def cifar_vit_tiny_patch4(
         class_token=True,
         global_pool="token",
     )
-    if weights is not None:
-        load_into(net, read_state_dict(weights), Path(weights))
-    elif pretrained:
-        warnings.warn(
-            f"{spec} has no published pretrained weights; it is randomly initialised. Train it, pass "
-            "weights=, or pass pretrained=False to silence this warning",
-            stacklevel=3,
-        )
-    return Classifier(
-        net,
-        mean=CIFAR10_MEAN,
-        std=CIFAR10_STD,
-        input_size=(3, 32, 32),
-        class_names=names,
-        name=spec,
-        family="vit",
-    )
+
+
+CIFAR_VIT = ModelFamily(
+    mean=CIFAR10_MEAN, std=CIFAR10_STD, input_size=(3, 32, 32), classes="cifar10", kind="vit",
+    warn_without_weights=True,
+)  # fmt: skip
+"""Vision transformers for CIFAR-10 without published weights (``pretrained=True`` warns and initialises)."""
+
+CIFAR_VIT_TINY_PATCH4 = ModelEntry(
+    spec="cifar:vit_tiny_patch4",
+    family=CIFAR_VIT,
+    make_net=vit_tiny_patch4,
+    description="ViT-Tiny/4 for 32 px (dim 192, depth 6, 3 heads, class token); random init unless weights= is given.",
+)
+MODELS.register(CIFAR_VIT_TINY_PATCH4, name=CIFAR_VIT_TINY_PATCH4.key)
