@@ -127,3 +127,15 @@ def test_study_noise_checks_every_model_before_running(tmp_path) -> None:
     if db.exists():
         with sqlite3.connect(db) as conn:
             assert conn.execute("SELECT COUNT(*) FROM results").fetchone()[0] == 0
+
+
+def test_a_checkpoint_named_with_brackets_prints_whole(tmp_path) -> None:
+    from robustlab.models import create_model, save_checkpoint
+
+    path = save_checkpoint(create_model("cifar:small_cnn", pretrained=False, seed=0), tmp_path / "ckpt[v2].pt")
+    db = tmp_path / "b[1].db"
+    result = runner.invoke(app, ["eval", "--model", f"file:{path}", "--data", "digits", "--n", "16",
+                                 "--suite", "clean", "--db", str(db)], terminal_width=400)  # fmt: skip
+    assert result.exit_code == 0, result.output
+    text = "".join(result.output.split())
+    assert f"file:{path}".replace(" ", "") in text and "b[1].db" in text

@@ -17,6 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
 from robustlab.cli._app import app
 from robustlab.cli._common import (
@@ -103,7 +104,8 @@ def attack_command(
             clean, _ = dataset.get_batch(outcome.indices.tolist())
             files = write_adversarial_examples(out, outcome, clean.float(), png)
     shown = ", ".join(f"{k}={v}" for k, v in condition.params.items())
-    console.print(f"[bold]{name}[/] ({shown}) on {model} / {dataset.name}, {len(outcome.labels)} images")
+    where = escape(f"{model} / {dataset.name}")
+    console.print(f"[bold]{name}[/] ({shown}) on {where}, {len(outcome.labels)} images")
     console.print(f"clean accuracy {100 * values[0]:.2f} %  robust accuracy {100 * values[1]:.2f} %  "
                   f"attack success rate {100 * values[2]:.2f} %")  # fmt: skip
-    console.print("wrote " + ", ".join(str(f) for f in files) + f"; cells in [bold]{db}[/]")
+    console.print("wrote " + ", ".join(escape(str(f)) for f in files) + f"; cells in [bold]{escape(str(db))}[/]")

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 import typer
+from rich.markup import escape
 from torch import Tensor
 
 from robustlab.cli._app import app
@@ -132,7 +133,7 @@ def corrupt_command(
                 raise ValueError(f"--preview writes a PNG; --out must end in .png, got {out}")
             image = _load_preview_image(preview, size)
             preview_grid(image, names, out, seed=seed, profile=profile, device=dev)
-            console.print(f"wrote [bold]{out}[/] ({len(names)} corruptions × clean + 5 severities)")
+            console.print(f"wrote [bold]{escape(str(out))}[/] ({len(names)} corruptions × clean + 5 severities)")
             return
         if data is None:
             raise ValueError("pass --data NAME|PATH (the dataset to corrupt) or --preview IMAGE")
@@ -167,5 +168,5 @@ def corrupt_command(
             )
     skipped = [c for c in names if c not in written]
     note = f"; {len(skipped)} already complete, skipped (--overwrite rewrites)" if skipped else ""
-    console.print(f"wrote {len(written)} corruption(s) to [bold]{out}[/]{note}")
+    console.print(f"wrote {len(written)} corruption(s) to [bold]{escape(str(out))}[/]{note}")
     console.print(f"read back with load_dataset({str(out)!r}, corruption={names[0]!r}, severity={levels[0]})")

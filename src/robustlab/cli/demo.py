@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from robustlab.cli._app import app
@@ -55,7 +56,7 @@ def demo_command(
             callback=callback,
         )
 
-    table = Table(title=f"{result.model} on {result.dataset}")
+    table = Table(title=f"{escape(result.model)} on {escape(result.dataset)}")
     table.add_column("measure")
     table.add_column("value", justify="right")
     table.add_row("clean accuracy", f"{100 * result.clean_accuracy:.2f} %")
@@ -68,6 +69,7 @@ def demo_command(
         table.add_row("noise slope (accuracy per unit σ)", f"{result.summary['noise_slope']:+.3f}")
     console.print(table)
     console.print(
-        f"{result.new_rows} new results in [bold]{result.db}[/]; report: [bold]{result.report}[/]"
+        f"{result.new_rows} new results in [bold]{escape(str(result.db))}[/]; "
+        f"report: [bold]{escape(str(result.report))}[/]"
         f"  ({result.seconds:.0f} s)"
     )

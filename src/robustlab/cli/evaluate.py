@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from robustlab.cli._app import app
@@ -125,7 +126,7 @@ def eval_command(
     if rank() != 0:
         return
     new = sum(not c.resumed for c in cells)
-    table = Table(title=f"{model} on {dataset.name} ({len(dataset)} images)")
+    table = Table(title=f"{escape(model)} on {escape(dataset.name)} ({len(dataset)} images)")
     table.add_column("measure")
     table.add_column("value", justify="right")
     labels = {"clean_accuracy": "clean accuracy", "mean_corruption_error": "mean corruption error (15 × sev.)",
@@ -151,4 +152,4 @@ def eval_command(
         else:
             table.add_row(f"{name}: {metric.replace('_', ' ')}", f"{mean:.4f}")
     console.print(table)
-    console.print(f"{len(cells)} cells, {new} new, {len(cells) - new} already in [bold]{db}[/]")
+    console.print(f"{len(cells)} cells, {new} new, {len(cells) - new} already in [bold]{escape(str(db))}[/]")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
 from robustlab.cli._app import app
 from robustlab.cli._common import (
@@ -122,4 +123,4 @@ def explain_command(
                                   pert_maps.detach().cpu(), titles=titles)  # fmt: skip
     what = f"{corruption} s{severity}" if corruption else "clean"
     console.print(f"{method} maps of {len(chosen)} images ({what}); mean cosine clean vs perturbed "
-                  f"{float(cosine.mean()):.3f}; wrote [bold]{out}[/]")  # fmt: skip
+                  f"{float(cosine.mean()):.3f}; wrote [bold]{escape(str(out))}[/]")  # fmt: skip

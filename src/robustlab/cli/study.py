@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
 from robustlab.cli._app import app
 from robustlab.cli._common import (
@@ -48,7 +49,7 @@ def attributes_command(
         write_attributes_csv(rows, out)
         cov = coverage(rows)
     console.print(
-        f"{len(rows)} models in {time.perf_counter() - start:.1f} s -> [bold]{out}[/]; "
+        f"{len(rows)} models in {time.perf_counter() - start:.1f} s -> [bold]{escape(str(out))}[/]; "
         f"built {100 * cov['built']:.1f} %, all attributes determined {100 * cov['determined']:.1f} %"
     )
 
@@ -145,7 +146,7 @@ def noise_command(
                                      callback=callback)  # fmt: skip
             except StudyFailed as exc:
                 result, failure = exc.study, str(exc)
-    table = Table(title=f"Gaussian noise on {data}")
+    table = Table(title=f"Gaussian noise on {escape(data)}")
     table.add_column("model", min_width=max(len(m) for m in result.accuracy) if result.accuracy else 5, overflow="fold")
     for s in result.sigmas:
         table.add_column(f"σ={s:g}", justify="right")
@@ -156,7 +157,7 @@ def noise_command(
         rd = result.rank_difference.get(top, {}).get(m)
         table.add_row(m, *(f"{100 * a:.2f}" for a in acc), f"{result.slope[m]:+.3f}", "" if rd is None else f"{rd:+d}")
     console.print(table)
-    console.print(f"{result.new_cells} new cells in [bold]{db}[/]")
+    console.print(f"{result.new_cells} new cells in [bold]{escape(str(db))}[/]")
     if failure is not None:
         print_error(failure)
         raise typer.Exit(1)
@@ -205,4 +206,4 @@ def analyze_command(
     console.print(table)
     for rule, verdict in verdicts.items():
         console.print(f"{rule}: [bold]{verdict}[/]")
-    console.print(f"{len(joined)} rows -> [bold]{out}[/]")
+    console.print(f"{len(joined)} rows -> [bold]{escape(str(out))}[/]")

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
 from robustlab.cli._app import app
 from robustlab.cli._common import (
@@ -102,4 +103,4 @@ def train_command(
             f"stopped by --max-time after {result.steps} steps (epoch {result.epochs} complete); "
             "re-run with --resume to continue"
         )
-    console.print(f"saved [bold]{out}[/] — evaluate with --model file:{out}")
+    console.print(f"saved [bold]{escape(str(out))}[/] — evaluate with --model file:{escape(str(out))}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
 from robustlab.cli._common import (
     batch_callback,
@@ -171,7 +172,8 @@ def a3_command(
         if cell.key.metric in ("accuracy", "robust_accuracy"):
             label = f"{cell.key.perturbation} {cell.key.params}"
             console.print(f"  test {label}: {cell.key.metric} {100 * cell.value:.2f} %")
-    console.print(f"saved [bold]{out}[/] (best) and [bold]{last_path(out)}[/] (last) — evaluate with --model file:PATH")
+    best, last = escape(str(out)), escape(str(last_path(out)))
+    console.print(f"saved [bold]{best}[/] (best) and [bold]{last}[/] (last) — evaluate with --model file:PATH")
 
 
 def result_layers(model: object) -> list[str]:

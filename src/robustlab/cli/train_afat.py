@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
 from robustlab.cli._common import (
     batch_callback,
@@ -134,4 +135,6 @@ def afat_command(
         key = cell.key
         console.print(f"  test {key.perturbation} {key.params_json} {key.metric}: {value}", highlight=False)
     saved = f" and {corruptor_path}" if result.corruptor is not None else ""
-    console.print(f"saved [bold]{out}[/]{saved} — evaluate with --model file:{out}; recorded in [bold]{db}[/]")
+    shown_out, shown_db = escape(str(out)), escape(str(db))
+    console.print(f"saved [bold]{shown_out}[/]{saved} — evaluate with --model file:{shown_out}; "
+                  f"recorded in [bold]{shown_db}[/]")  # fmt: skip

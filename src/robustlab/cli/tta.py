@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
 from robustlab.cli._app import app
 from robustlab.cli._common import (
@@ -144,10 +145,10 @@ def tta_command(
                                          perturbation=condition, params=params, seed=seed)  # fmt: skip
                     seconds = outcome.seconds[condition] / max(1, len(preds))
                     summary.append((cfg.method, condition, acc, ent, seconds))
-    console.print(f"[bold]{model}[/] on {dataset.name}, {len(dataset)} images, {views} views")
+    console.print(f"[bold]{escape(model)}[/] on {escape(dataset.name)}, {len(dataset)} images, {views} views")
     for name, condition, acc, ent, seconds in summary:
         console.print(f"{name:9s} {condition:10s} accuracy {100 * acc:6.2f} %  weight entropy {ent:.3f}  "
                       f"{seconds:.3f} s/image")  # fmt: skip
     if not pretrained:
         console.print("[yellow]random weights: these numbers check the pipeline, they are not results[/]")
-    console.print(f"cells in [bold]{db}[/]")
+    console.print(f"cells in [bold]{escape(str(db))}[/]")
