@@ -76,7 +76,7 @@ def test_unknown_suite_entry_lists_known_entries_in_english(tmp_path) -> None:
                                  "--suite", "fgo", "--db", str(tmp_path / "x.db")])  # fmt: skip
     assert result.exit_code == 1
     assert "Known suite entries:" in result.output and "entrys" not in result.output
-    assert result.output.startswith("Error: ")
+    assert "\nError: Unknown suite entry 'fgo'" in result.output
 
 
 def test_errors_keep_square_brackets_and_use_click_style(tmp_path) -> None:
@@ -139,3 +139,21 @@ def test_a_checkpoint_named_with_brackets_prints_whole(tmp_path) -> None:
     assert result.exit_code == 0, result.output
     text = "".join(result.output.split())
     assert f"file:{path}".replace(" ", "") in text and "b[1].db" in text
+
+
+def test_the_data_help_and_a_log_line_say_cifar10_is_the_jpeg_copy(tmp_path) -> None:
+    import numpy as np
+
+    help_text = " ".join(runner.invoke(app, ["eval", "--help"], terminal_width=80).output.split())
+    assert "cifar10 is the shared JPEG-q75 copy" in help_text and "cifar10_exact" in help_text
+    # a CIFAR-10 data folder as the shared one holds it: only the JPEG-q75 test copy
+    folder = tmp_path / "data" / "cifar10"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    np.savez(folder / "cifar10_test.npz", images=rng.integers(0, 256, (8, 32, 32, 3), dtype=np.uint8),
+             labels=np.arange(8) % 10)  # fmt: skip
+    result = runner.invoke(app, ["eval", "--model", "cifar:small_cnn", "--random-init", "--data", "cifar10",
+                                 "--data-dir", str(tmp_path / "data"), "--suite", "clean",
+                                 "--db", str(tmp_path / "c.db")])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "note: cifar10: JPEG-q75 approximated pixels" in " ".join(result.output.split())

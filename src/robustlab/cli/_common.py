@@ -32,6 +32,16 @@ def db_option(help: str = "Results store (SQLite).") -> Any:
     return typer.Option(Path("robustlab.db"), "--db", help=help)
 
 
+CIFAR10_NOTE = (
+    "cifar10 is the shared JPEG-q75 copy (mean PSNR 30.5 dB, not clean pixels) unless cifar-10-batches-py/ is in "
+    "the data folder; cifar10_exact is the 932 bit-exact test images"
+)
+
+
+def data_option(default: Any = ..., help: str = "Dataset name (cifar10, imagenet_sample, digits...) or path.") -> Any:
+    return typer.Option(default, "--data", help=f"{help} {CIFAR10_NOTE}.")
+
+
 def data_dir_option(help: str = "The shared data folder (datasets, weights/).") -> Any:
     return typer.Option(None, "--data-dir", envvar="ROBUSTLAB_DATA", help=help)
 
@@ -108,13 +118,15 @@ def command_line() -> str:
     return " ".join(words)
 
 
-def note_n(n: int | None, dataset: Any, full_length: int | None = None) -> None:
-    """Say on stderr when ``--n`` asks for more samples than the dataset holds (evaluation uses all of them)."""
-    total = len(dataset) if full_length is None else full_length
-    if n is not None and n > total:
+def note_data(n: int | None, dataset: Any) -> None:
+    """Say on stderr what the data is when it matters for the numbers: the dataset's provenance notes (``cifar10``
+    is a JPEG-q75 copy unless the python batches are present) and an ``--n`` beyond the dataset's length."""
+    for note in getattr(dataset, "info", {}).get("notes", []):
+        err_console.print(f"note: {escape(str(dataset.name))}: {escape(str(note))}", highlight=False, soft_wrap=True)
+    if n is not None and n > len(dataset):
         where = f"{dataset.name} ({getattr(dataset, 'split', 'test')} split)"
-        err_console.print(f"note: --n {n} exceeds the {total} samples of {escape(where)}; using all {total}",
-                          highlight=False, soft_wrap=True)  # fmt: skip
+        err_console.print(f"note: --n {n} exceeds the {len(dataset)} samples of {escape(where)}; using all "
+                          f"{len(dataset)}", highlight=False, soft_wrap=True)  # fmt: skip
 
 
 def refuse_overwrite(paths: list[Any], overwrite: bool) -> None:

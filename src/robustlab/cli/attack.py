@@ -24,11 +24,12 @@ from robustlab.cli._common import (
     command_line,
     console,
     data_dir_option,
+    data_option,
     db_option,
     device_option,
     load_model_and_data,
     make_progress,
-    note_n,
+    note_data,
     progress_callback,
     refuse_overwrite,
     user_errors,
@@ -46,7 +47,7 @@ def _check_out(out: Path, png: bool, overwrite: bool) -> None:
 @app.command("attack")
 def attack_command(
     model: str = typer.Option(..., "--model", help="Model spec (robustlab models lists them)."),
-    data: str = typer.Option(..., "--data", help="Dataset name (cifar10, cifar10_exact, imagenet_sample...) or path."),
+    data: str = data_option(),
     attack: str = typer.Option(
         "pgd:eps=8/255,steps=20", "--attack", help="Attack and options, e.g. 'pgd:eps=8/255,steps=20,norm=linf'."
     ),
@@ -84,7 +85,7 @@ def attack_command(
         clf, dataset = load_model_and_data(
             model, data, split=split, n=n, data_dir=data_dir, pretrained=pretrained, device=dev
         )
-        note_n(n, dataset)
+        note_data(n, dataset)
         check_conditions([condition], clf, dataset, dev)  # bad settings fail before a run is recorded
         config = {"model": model, "data": data, "dataset": dataset.name, "split": split, "attack": name,
                   "params": dict(condition.params), "n": len(dataset), "seed": seed, "out": str(out)}  # fmt: skip

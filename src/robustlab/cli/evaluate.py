@@ -13,11 +13,12 @@ from robustlab.cli._common import (
     command_line,
     console,
     data_dir_option,
+    data_option,
     db_option,
     device_option,
     load_model_and_data,
     make_progress,
-    note_n,
+    note_data,
     user_errors,
 )
 
@@ -25,7 +26,7 @@ from robustlab.cli._common import (
 @app.command("eval")
 def eval_command(
     model: str = typer.Option(..., "--model", help="Model spec (robustlab models lists them)."),
-    data: str = typer.Option(..., "--data", help="Dataset name (cifar10, imagenet_sample, digits...) or path."),
+    data: str = data_option(),
     suite: str = typer.Option(
         "clean,corruptions,noise",
         "--suite",
@@ -66,7 +67,7 @@ def eval_command(
         clf, dataset = load_model_and_data(
             model, data, split=split, n=n, data_dir=data_dir, pretrained=pretrained, device=dev
         )
-        note_n(n, dataset)
+        note_data(n, dataset)
         first, _ = dataset.get_batch([0])
         if corrupted_data is not None:
             # the suite's corruption entries come from files; everything else stays on the fly

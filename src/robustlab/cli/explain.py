@@ -12,9 +12,11 @@ from robustlab.cli._common import (
     command_line,
     console,
     data_dir_option,
+    data_option,
     db_option,
     device_option,
     load_model_and_data,
+    note_data,
     user_errors,
 )
 
@@ -48,7 +50,7 @@ def _parse_indices(text: str | None, n: int, size: int) -> list[int]:
 @app.command("explain")
 def explain_command(
     model: str = typer.Option(..., "--model", help="Model spec (robustlab models lists them)."),
-    data: str = typer.Option(..., "--data", help="Dataset name (cifar10, imagenet_sample...) or path."),
+    data: str = data_option(),
     corruption: str | None = typer.Option(
         None, "--corruption", help="Corruption for the perturbed column (default: none, clean maps twice)."
     ),
@@ -90,6 +92,7 @@ def explain_command(
         dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         clf, dataset = load_model_and_data(model, data, split=split, data_dir=data_dir, pretrained=pretrained,
                                            device=dev)  # fmt: skip
+        note_data(None, dataset)
         chosen = _parse_indices(indices, n, len(dataset))
         images, labels = dataset.get_batch(chosen)
         images = images.to(dev)

@@ -14,6 +14,7 @@ from robustlab.cli._common import (
     USER_ERRORS,
     console,
     data_dir_option,
+    data_option,
     db_option,
     device_option,
     make_progress,
@@ -104,7 +105,7 @@ def _check_models(specs: list[str], data: str, *, data_dir: Path | None, pretrai
 @study_app.command("noise")
 def noise_command(
     models: str = typer.Option(..., "--models", help="Comma list of model specs, e.g. cifar:resnet20,cifar:resnet56."),
-    data: str = typer.Option(..., "--data", help="Dataset name or path."),
+    data: str = data_option(),
     sigmas: str = typer.Option("0,0.02,0.04,0.08", "--sigmas", help="Pixel-space σ levels (0 = clean)."),
     n: int | None = typer.Option(None, "--n", min=1, help="Only the first N samples."),
     db: Path = db_option("Results store (SQLite); re-runs resume."),

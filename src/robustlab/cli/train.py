@@ -12,9 +12,11 @@ from robustlab.cli._app import app
 from robustlab.cli._common import (
     console,
     data_dir_option,
+    data_option,
     device_option,
     fit_callback,
     make_progress,
+    note_data,
     refuse_overwrite,
     user_errors,
 )
@@ -27,7 +29,7 @@ app.add_typer(train_app, name="train")
 def train_command(
     ctx: typer.Context,
     model: str | None = typer.Option(None, "--model", help="Model spec, e.g. cifar:resnet20 or cifar:small_cnn."),
-    data: str = typer.Option("cifar10", "--data", help="Dataset name or path (train split is used)."),
+    data: str = data_option("cifar10", "Dataset name or path (train split is used)."),
     out: Path | None = typer.Option(
         None, "--out", help="Checkpoint to write (.safetensors or .pt); load with file:OUT."
     ),
@@ -63,6 +65,7 @@ def train_command(
         if not resume:
             refuse_overwrite([out], overwrite)
         train = load_dataset(data, split="train", data_dir=data_dir)
+        note_data(None, train)
         test = load_dataset(data, split="test", data_dir=data_dir)
         clf = create_model(
             model, pretrained=pretrained, class_names=train.class_names, data_dir=data_dir, device=device, seed=seed

@@ -16,9 +16,11 @@ from robustlab.cli._common import (
     command_line,
     console,
     data_dir_option,
+    data_option,
     db_option,
     device_option,
     make_progress,
+    note_data,
     refuse_overwrite,
     user_errors,
 )
@@ -42,7 +44,7 @@ def _floats(text: str, what: str) -> tuple[float, ...]:
 @train_app.command("a3")
 def a3_command(
     model: str = typer.Option(..., "--model", help="Backbone spec, e.g. cifar:resnet20 or file:base.safetensors."),
-    data: str = typer.Option("cifar10", "--data", help="Dataset name or path (train split; test split evaluates)."),
+    data: str = data_option("cifar10", "Dataset name or path (train split; test split evaluates)."),
     out: Path = typer.Option(..., "--out", help="Best-PGD-20 checkpoint to write; the last one goes to OUT.last."),
     at: str = typer.Option("pgd", "--at", help="Base adversarial training: pgd (PGD-AT) or trades."),
     layers: str | None = typer.Option(
@@ -103,6 +105,7 @@ def a3_command(
         fractions = _floats(milestones, "--milestones")
         dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         full = load_dataset(data, split="train", data_dir=data_dir)
+        note_data(None, full)
         if n_val >= len(full) - 1:
             raise ValueError(f"--n-val {n_val} leaves no training images (the train split has {len(full)})")
         held = Subset(full, range(len(full) - n_val, len(full))) if n_val else None

@@ -13,10 +13,12 @@ from robustlab.cli._common import (
     command_line,
     console,
     data_dir_option,
+    data_option,
     db_option,
     device_option,
     fit_callback,
     make_progress,
+    note_data,
     refuse_overwrite,
     user_errors,
 )
@@ -30,7 +32,7 @@ DEFAULT_SUITE = "clean,occlusion:ratios=0.1,patch_attention_stability:ratios=0.1
 @train_app.command("afat")
 def afat_command(
     model: str = typer.Option(..., "--model", help="A ViT spec, e.g. cifar:vit_tiny_patch4 or timm:vit_small_..."),
-    data: str = typer.Option("cifar10", "--data", help="Dataset name or path (the train split trains)."),
+    data: str = data_option("cifar10", "Dataset name or path (the train split trains)."),
     out: Path = typer.Option(..., "--out", help="Checkpoint to write (.safetensors or .pt); load with file:OUT."),
     rho: float = typer.Option(0.1, "--rho", help="Occlusion ratio ρ: fraction of patches C occludes."),
     lam: float = typer.Option(5e-3, "--lam", help="Weight λ of the alignment loss (0 = plain training)."),
@@ -81,6 +83,7 @@ def afat_command(
                             noise_space=noise_space, detach_clean=detach_clean, seed=seed)  # fmt: skip
         dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         train = head(load_dataset(data, split="train", data_dir=data_dir), n_train)
+        note_data(n_train, train)
         test = None if eval_suite == "none" else head(load_dataset(data, split="test", data_dir=data_dir), n_eval)
         clf = create_model(model, pretrained=pretrained, class_names=train.class_names, data_dir=data_dir, device=dev,
                            seed=seed)
