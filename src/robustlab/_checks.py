@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import difflib
 import warnings
+from collections.abc import Iterable, Sequence
 
 import torch
 from torch import Tensor
@@ -107,3 +109,56 @@ def warn_if_training(model: torch.nn.Module, what: str) -> None:
             "call model.eval() unless this is intended",
             stacklevel=3,
         )
+
+
+def close_matches(name: object, known: Iterable[str], *, n: int = 3, cutoff: float = 0.5) -> list[str]:
+    """The known names most similar to ``name``, best first: the one place robustlab calls ``difflib``.
+
+    Args:
+        name: the name the user gave (anything; compared as ``str``).
+        known: the valid names.
+        n: at most this many suggestions.
+        cutoff: the least similarity (``difflib`` ratio, 0..1) a suggestion needs.
+
+    Returns:
+        Up to ``n`` names from ``known``.
+    """
+    return difflib.get_close_matches(str(name), list(known), n=n, cutoff=cutoff)
+
+
+def did_you_mean(name: object, known: Iterable[str], *, n: int = 3, cutoff: float = 0.5, prefix: str = "") -> str:
+    """The suggestion sentence of an "unknown name" error: ``" Did you mean 'a', 'b'?"``, or ``""`` for none.
+
+    Args:
+        name: the name the user gave.
+        known: the valid names.
+        n: at most this many suggestions.
+        cutoff: the least similarity a suggestion needs (see :func:`close_matches`).
+        prefix: written before each suggestion, e.g. ``"timm:"`` when ``known`` lacks the spec's scheme.
+
+    Returns:
+        The sentence with a leading space, ready to follow the error's first sentence.
+    """
+    matches = close_matches(name, known, n=n, cutoff=cutoff)
+    return f" Did you mean {', '.join(repr(prefix + m) for m in matches)}?" if matches else ""
+
+
+def check_choice(value: object, choices: Sequence[str], name: str) -> str:
+    """Check that an option is one of a fixed set of strings.
+
+    Args:
+        value: the option's value.
+        choices: the valid values.
+        name: the option's name in the message (``"norm"``, ``"A3 mode"``).
+
+    Returns:
+        ``value``.
+
+    Raises:
+        ValueError: ``value`` is not one of ``choices``; the message suggests close matches and lists them all.
+    """
+    if isinstance(value, str) and value in choices:
+        return value
+    raise ValueError(
+        f"Unknown {name} {value!r}.{did_you_mean(value, choices)} The {name} must be one of {', '.join(choices)}."
+    )

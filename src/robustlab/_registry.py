@@ -6,18 +6,17 @@ Five registries exist in robustlab (models, perturbations, attacks, explainers, 
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
+
+from robustlab._checks import did_you_mean
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
 def close_matches_message(kind: str, name: str, known: list[str]) -> str:
     """Build the standard "unknown name" message with close-match suggestions."""
-    matches = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
-    hint = f" Did you mean {', '.join(repr(m) for m in matches)}?" if matches else ""
-    return f"Unknown {kind} {name!r}.{hint} Known {plural(kind)}: {', '.join(sorted(known))}."
+    return f"Unknown {kind} {name!r}.{did_you_mean(name, known)} Known {plural(kind)}: {', '.join(sorted(known))}."
 
 
 def plural(noun: str) -> str:

@@ -16,10 +16,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+# check_choice and Generators have one home each (layer 0); re-exported so the attacks keep calling c.check_choice
+from robustlab._checks import check_choice as check_choice
 from robustlab._checks import check_images, check_labels, warn_if_training
-from robustlab._registry import close_matches_message
-
-Generators = torch.Generator | Sequence[torch.Generator] | None
+from robustlab.rng import Generators as Generators
 
 NORMS = ("linf", "l2")
 LOSSES = ("ce", "dlr", "cw")
@@ -48,15 +48,6 @@ def check_label_range(labels: Tensor, num_classes: int, name: str = "labels") ->
         if lo < 0 or hi >= num_classes:
             raise ValueError(f"{name} must lie in [0, {num_classes}) (the model has {num_classes} outputs), "
                              f"got range [{lo}, {hi}]")
-
-
-def check_choice(value: object, choices: Sequence[str], name: str) -> str:
-    if not isinstance(value, str) or value not in choices:
-        known = list(choices)
-        message = close_matches_message(name, value, known) if isinstance(value, str) else (
-            f"{name} must be one of {', '.join(repr(c) for c in known)}, got {value!r}")
-        raise ValueError(message)
-    return value
 
 
 def check_nonnegative(value: object, name: str, hint: str = "") -> float:

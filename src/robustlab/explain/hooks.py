@@ -7,7 +7,6 @@ inside a training step never touches parameter ``.grad``.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any, Literal
@@ -15,6 +14,8 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
+
+from robustlab._checks import did_you_mean
 
 _READS = ("output", "input")
 
@@ -42,8 +43,7 @@ def _resolve(model: nn.Module, targets: Sequence[str] | Mapping[str, nn.Module])
         modules = {}
         for name in targets:
             if name not in named:
-                matches = difflib.get_close_matches(name, list(named), n=3, cutoff=0.5)
-                hint = f" Did you mean {', '.join(repr(m) for m in matches)}?" if matches else ""
+                hint = did_you_mean(name, named)
                 raise ValueError(
                     f"{type(model).__name__} has no submodule {name!r}.{hint} "
                     "Names are those of model.named_modules(), e.g. 'net.layer3'."

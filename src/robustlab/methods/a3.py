@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from robustlab._checks import check_choice
 from robustlab.attacks import pgd
 from robustlab.data._base import ImageDataset, iter_batches
 from robustlab.methods._registry import METHODS
@@ -42,7 +43,6 @@ from robustlab.models.a3_module import (
     A3Attachment,
     A3Config,
     A3Module,
-    _choice,
     a3_mode,
     a3_scale,
     added_parameters,
@@ -178,7 +178,7 @@ class A3LossConfig:
     """Weight of CE(amplified logits, top wrong class)."""
 
     def __post_init__(self) -> None:
-        self.at = _choice(self.at, ("pgd", "trades"), "adversarial training method (at)")
+        self.at = check_choice(self.at, ("pgd", "trades"), "adversarial training method (at)")
         for name in ("eps", "step_size", "trades_beta", "contrastive_weight", "ranking_weight", "margin",
                      "degradation_weight"):
             value = getattr(self, name)

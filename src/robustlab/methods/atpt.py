@@ -27,14 +27,14 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import difflib
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from robustlab.methods.atpt_prompt import DEFAULT_CTX_INIT, PromptLearner, adamw_steps, encode_images
+from robustlab._checks import check_choice, did_you_mean
+from robustlab.methods.atpt_prompt import DEFAULT_CTX_INIT, PromptLearner, adamw_steps, clip_tokenizer, encode_images
 from robustlab.methods.atpt_views import (
     ATTENTION_KINDS,
     apply_affine,
@@ -62,14 +62,6 @@ METHOD_DEFAULTS: dict[str, dict[str, str]] = {
     "rtpt": {"mixing": "full", "loss": "per_view", "fusion": "rtpt"},
     "zeroshot": {"mixing": "none", "loss": "per_view", "fusion": "view0"},
 }
-
-
-def _choice(value: object, choices: tuple[str, ...], name: str) -> str:
-    if not isinstance(value, str) or value not in choices:
-        close = difflib.get_close_matches(str(value), choices, n=2, cutoff=0.5)
-        hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-        raise ValueError(f"{name} must be one of {', '.join(choices)}; got {value!r}.{hint}")
-    return value
 
 
 @dataclass(frozen=True)
@@ -130,12 +122,12 @@ class TTAConfig:
     attention_batch: int = 16
 
     def __post_init__(self) -> None:
-        method = _choice(self.method, TTA_METHODS, "method (--method)")
+        method = check_choice(self.method, TTA_METHODS, "method (--method)")
         for name, choices in (("mixing", MIXINGS), ("loss", LOSSES), ("fusion", FUSIONS)):
             value = getattr(self, name)
-            object.__setattr__(self, name, _choice(
+            object.__setattr__(self, name, check_choice(
                 METHOD_DEFAULTS[method][name] if value is None else value, choices, name))
-        _choice(self.attention, ATTENTION_KINDS, "attention")
+        check_choice(self.attention, ATTENTION_KINDS, "attention")
         if not isinstance(self.n_views, int) or self.n_views < 2:
             raise ValueError(f"n_views must be an integer >= 2 (view 0 plus augmented views), got {self.n_views!r}")
         if not 0 < self.select_ratio <= 1:
@@ -172,8 +164,7 @@ def tta_config(method: str = "atpt", **overrides: Any) -> TTAConfig:
     names = [f.name for f in dataclasses.fields(TTAConfig)]
     for key in overrides:
         if key not in names:
-            close = difflib.get_close_matches(key, names, n=2)
-            hint = f" Did you mean {', '.join(close)}?" if close else ""
+            hint = did_you_mean(key, names, n=2, cutoff=0.6)
             raise ValueError(f"unknown test-time option {key!r}.{hint} Known: {', '.join(names)}")
     return TTAConfig(method=method, **overrides)
 
@@ -211,7 +202,8 @@ def prompt_classifier(model: Classifier, ctx_init: str = DEFAULT_CTX_INIT) -> Cl
     from robustlab.models.openclip_models import ZeroShotCLIP
 
     words = ctx_init.replace("_", " ").strip()
-    net = ZeroShotCLIP(model.net.clip, model.net.tokenizer, model.class_names, templates=(f"{words} {{}}.",))
+    clip = model.net.get_submodule("clip")
+    net = ZeroShotCLIP(clip, clip_tokenizer(model), model.class_names, templates=(f"{words} {{}}.",))
     clf = Classifier(
         net, mean=model.mean.flatten().tolist(), std=model.std.flatten().tolist(), input_size=model.input_size,
         class_names=model.class_names, name=model.name, crop_pct=model.crop_pct, interpolation=model.interpolation,

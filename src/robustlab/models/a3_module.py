@@ -12,7 +12,6 @@ detached model is bit-identical to the original.
 
 from __future__ import annotations
 
-import difflib
 import math
 import warnings
 from collections.abc import Iterator, Sequence
@@ -23,6 +22,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from robustlab._checks import check_choice, did_you_mean
 from robustlab.models.classifier import Classifier
 from robustlab.rng import make_generator
 
@@ -49,14 +49,6 @@ MODES = ("attenuate", "amplify", "off")
 _SIGNS = {"attenuate": -1.0, "amplify": 1.0, "off": 0.0}
 ATTRIBUTE = "a3"
 """Name of the :class:`A3Attachment` on the host network (``classifier.net.a3``); its state is saved with it."""
-
-
-def _choice(value: object, known: Sequence[str], what: str) -> str:
-    if value in known:
-        return str(value)
-    close = difflib.get_close_matches(str(value), list(known), n=1)
-    hint = f" Did you mean {close[0]!r}?" if close else ""
-    raise ValueError(f"unknown {what} {value!r}.{hint} Known: {', '.join(known)}")
 
 
 @dataclass
@@ -264,8 +256,7 @@ def _resolve_layers(model: nn.Module, layers: Sequence[str]) -> dict[str, nn.Mod
         if full not in named and isinstance(model, Classifier) and f"net.{name}" in named:
             full = f"net.{name}"  # "layer3" is accepted for "net.layer3"
         if full not in named or not full:
-            matches = difflib.get_close_matches(name, [n for n in named if n], n=3, cutoff=0.5)
-            hint = f" Did you mean {', '.join(repr(m) for m in matches)}?" if matches else ""
+            hint = did_you_mean(name, [n for n in named if n])
             raise ValueError(
                 f"{type(model).__name__} has no submodule {name!r} to attach A3 to.{hint} "
                 "Names are those of model.named_modules(), e.g. 'net.layer3'."
@@ -475,7 +466,7 @@ def set_mode(model: nn.Module, mode: str) -> None:
     Raises:
         ValueError: unknown mode, or no A3 attached.
     """
-    mode = _choice(mode, MODES, "A3 mode")
+    mode = check_choice(mode, MODES, "A3 mode")
     attachment = get_attachment(model)
     if attachment is None:
         raise ValueError("this model has no A3 attached; call attach(model, layers) first")

@@ -9,7 +9,6 @@ text tower, and the tokenizer is kept as ``net.tokenizer``. Normalisation (CLIP 
 
 from __future__ import annotations
 
-import difflib
 import os
 from collections.abc import Callable, Sequence
 
@@ -17,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from robustlab._checks import did_you_mean
 from robustlab.models._common import resolve_class_names
 from robustlab.models.classifier import Classifier
 
@@ -100,8 +100,7 @@ class ZeroShotCLIP(nn.Module):
 
 
 def _unknown_arch_message(arch: str, known: list[str]) -> str:
-    matches = difflib.get_close_matches(arch, known, n=5, cutoff=0.5)
-    hint = f" Did you mean {', '.join(repr(m) for m in matches)}?" if matches else ""
+    hint = did_you_mean(arch, known, n=5)
     return f"Unknown open_clip architecture {arch!r}.{hint} See open_clip.list_models() for all names."
 
 

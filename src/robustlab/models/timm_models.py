@@ -6,13 +6,13 @@ through ``timm.data.resolve_model_data_config``, so a timm model is evaluated ex
 
 from __future__ import annotations
 
-import difflib
 import os
 from collections.abc import Sequence
 from pathlib import Path
 
 from torch import nn
 
+from robustlab._checks import did_you_mean
 from robustlab.models._common import imagenet_class_names, resolve_class_names
 from robustlab.models._weights import load_into, read_state_dict
 from robustlab.models.classifier import Classifier
@@ -49,8 +49,7 @@ def _unknown_timm_message(name: str) -> str:
 
     # timm knows ~1,300 architectures: suggest close ones instead of listing all
     arch = name.split(".", 1)[0]
-    matches = difflib.get_close_matches(arch, timm.list_models(), n=5, cutoff=0.6)
-    hint = f" Did you mean {', '.join(repr('timm:' + m) for m in matches)}?" if matches else ""
+    hint = did_you_mean(arch, timm.list_models(), n=5, cutoff=0.6, prefix="timm:")
     return (
         f"Unknown timm model {name!r}.{hint} See timm.list_models() for all names "
         "(and timm.list_pretrained() for tags)."

@@ -6,7 +6,6 @@ Every corruption is a function ``(images, severity, *, generator=None, profile=N
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -27,6 +26,7 @@ from robustlab.perturb._registry import PERTURBATIONS
 from robustlab.perturb.occlusion import patch_occlusion, random_patch_occlusion
 from robustlab.perturb.sequences import NOISE_SEQUENCES, SEQUENCES, TEMPORAL_SEQUENCES
 from robustlab.perturb.sweep import additive_gaussian_noise
+from robustlab.rng import Generators
 
 __all__ = [
     "ALL_CORRUPTIONS",
@@ -54,7 +54,7 @@ def perturb(
     name: str,
     severity: int,
     *,
-    generator: torch.Generator | Sequence[torch.Generator] | None = None,
+    generator: Generators = None,
     profile: str | None = None,
     jpeg_quality: int | None = None,
     **kwargs: Any,
@@ -99,7 +99,7 @@ def perturbation_sequence(
     images: Tensor,
     name: str,
     *,
-    generator: torch.Generator | Sequence[torch.Generator] | None = None,
+    generator: Generators = None,
     profile: str | None = None,
     frames: int | None = None,
     **kwargs: Any,

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Sequence
 
 import torch
 from torch import Tensor
@@ -22,8 +21,7 @@ from torch import Tensor
 from robustlab import rng
 from robustlab.perturb._common import per_sample, setup_corruption, work_dtype
 from robustlab.perturb._registry import PERTURBATIONS
-
-Generators = torch.Generator | Sequence[torch.Generator] | None
+from robustlab.rng import Generators
 
 
 def apply_gaussian_noise(images: Tensor, sigma: float | Tensor, *, generator: Generators = None) -> Tensor:

@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
-import torch
 from torch import Tensor
 
 from robustlab import rng
 from robustlab._checks import check_images
+from robustlab.rng import Generators
 
 
 def additive_gaussian_noise(
     images: Tensor,
     sigma: float,
     *,
-    generator: torch.Generator | Sequence[torch.Generator] | None = None,
+    generator: Generators = None,
 ) -> Tensor:
     """Add N(0, σ²) noise to [0, 1] pixels and clip back to [0, 1].
 

@@ -18,6 +18,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from robustlab._checks import did_you_mean
+
 log = logging.getLogger(__name__)
 
 UNKNOWN = "unknown"
@@ -208,14 +210,11 @@ def _architecture_attributes(architecture: str) -> _ArchAttributes:
 
 
 def _known_or_error(tag: str) -> None:
-    import difflib
-
     import timm
 
     arch = tag.split(".", 1)[0]
     if arch not in timm.list_models():
-        matches = difflib.get_close_matches(arch, timm.list_models(), n=5, cutoff=0.6)
-        hint = f" Did you mean {', '.join(matches)}?" if matches else ""
+        hint = did_you_mean(arch, timm.list_models(), n=5, cutoff=0.6)
         raise ValueError(f"unknown timm architecture {arch!r}.{hint} See timm.list_models().")
 
 
