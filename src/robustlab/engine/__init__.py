@@ -7,15 +7,15 @@ into headline numbers (clean accuracy, mean corruption error, mCE, noise slope).
 
 from __future__ import annotations
 
-from robustlab.engine._shard import shard_indices
-from robustlab.engine.accuracy import evaluate_accuracy, predict, resolve_amp
+from robustlab._amp import resolve_amp
+from robustlab._parallel import shard_indices
+from robustlab.engine.accuracy import evaluate_accuracy, predict
+from robustlab.engine.conditions import Condition, Group
 from robustlab.engine.evaluate import CellResult, evaluate
 from robustlab.engine.loading import load_model_and_data
 from robustlab.engine.suite import (
     DEFAULT_RATIOS,
     DEFAULT_SIGMAS,
-    Condition,
-    Group,
     build_suite,
     file_groups,
     parse_suite,

@@ -2,53 +2,22 @@
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from robustlab._amp import autocast, resolve_amp
 from robustlab._checks import warn_if_training
+from robustlab._parallel import dist_rank_world, reduce_sum, shard_indices
 from robustlab.data._base import Batch, ImageDataset, iter_batches
-from robustlab.engine._shard import dist_rank_world, reduce_sum, shard_indices
 
 Callback = Callable[[dict[str, Any]], None]
 
 Perturb = Callable[[Tensor, Tensor], Tensor]
 """``perturb(images, indices) -> images``: applied to each batch on the device before the forward; the dataset
 ``indices`` (CPU int64) let it derive per-sample generators (:func:`robustlab.rng.sample_generators`)."""
-
-
-def resolve_amp(amp: bool | str | None, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype for ``amp`` on ``device``, or None for full precision.
-
-    Args:
-        amp: None = on for CUDA and off elsewhere; True = on (bf16 unless the GPU lacks it, then fp16);
-            False = off; ``"bf16"`` or ``"fp16"`` force a dtype.
-        device: where the model runs.
-
-    Raises:
-        ValueError: an unknown ``amp`` value.
-    """
-    if amp is None:
-        amp = device.type == "cuda"
-    if amp is False:
-        return None
-    if amp is True:
-        if device.type == "cuda" and not torch.cuda.is_bf16_supported():
-            return torch.float16
-        return torch.bfloat16
-    if amp == "bf16":
-        return torch.bfloat16
-    if amp == "fp16":
-        return torch.float16
-    raise ValueError(f"amp must be one of None, True, False, 'bf16', 'fp16', got {amp!r}")
-
-
-def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager[Any]:
-    """``torch.autocast`` for ``dtype``, or a no-op context for full precision."""
-    return torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
 
 
 def _model_device(model: nn.Module) -> torch.device:

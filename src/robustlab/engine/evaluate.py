@@ -17,10 +17,11 @@ from typing import Any
 import torch
 from torch import nn
 
+from robustlab._amp import autocast, resolve_amp
 from robustlab._checks import warn_if_training
+from robustlab._parallel import dist_rank_world, reduce_sum, shard_indices
 from robustlab.data._base import ImageDataset, iter_batches
-from robustlab.engine._shard import dist_rank_world, reduce_sum, shard_indices
-from robustlab.engine.accuracy import _check_inputs, _model_device, autocast, resolve_amp
+from robustlab.engine.accuracy import _check_inputs, _model_device
 from robustlab.engine.suite import Condition, Group, build_suite, check_conditions
 from robustlab.metrics.perturbation import flip_fractions, top5_distances
 from robustlab.store import Cell, ResultKey, Store

@@ -20,15 +20,27 @@ import itertools
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from robustlab import rng
+from robustlab import explain, rng
+from robustlab._registry import close_matches_message
+from robustlab.attacks import ATTACKS, DEFAULT_EPS
+from robustlab.data._base import iter_batches
+from robustlab.engine.accuracy import _model_device
+from robustlab.engine.conditions import (
+    Condition,
+    parse_floats,
+    parse_int_list,
+    parse_option_value,
+    parse_severities,
+)
 from robustlab.models.patch_corruptor import load_corruptor
 from robustlab.perturb import ALL_CORRUPTIONS, TEST_CORRUPTIONS, VALIDATION_CORRUPTIONS, perturb
-from robustlab.perturb.occlusion import corrupt_patches, keep_mask
+from robustlab.perturb.occlusion import corrupt_patches, keep_mask, patch_occlusion
 
 # arguments an attack receives from the engine, never from the suite
 _ENGINE_ARGS = ("model", "images", "labels", "generator", "init", "targets", "target_labels", "patches")
@@ -36,35 +48,7 @@ ATTACK_METRICS = ("clean_accuracy", "robust_accuracy", "attack_success_rate")
 
 
 def attack_names() -> list[str]:
-    from robustlab.attacks import ATTACKS
-
     return list(ATTACKS)
-
-
-def _parse_value(key: str, text: str, default: Any, attack: str) -> Any:
-    from robustlab.engine.suite import _number
-
-    if isinstance(default, bool):
-        if text.lower() in ("1", "true", "yes", "on"):
-            return True
-        if text.lower() in ("0", "false", "no", "off"):
-            return False
-        raise ValueError(f"{attack}: option {key} must be true or false, got {text!r}")
-    if isinstance(default, int):
-        value = _number(text, f"{attack} option {key}")
-        if value != int(value):
-            raise ValueError(f"{attack}: option {key} must be an integer, got {text!r}")
-        return int(value)
-    if isinstance(default, float) or default is None:
-        try:
-            value = _number(text, f"{attack} option {key}")
-        except ValueError:
-            if default is None:  # a None default may stand for a name (e.g. a loss) as well as a number
-                return text
-            raise
-        # a None default may stand for an integer (a layer index): keep whole numbers written as such integers
-        return int(value) if default is None and text.lstrip("-").isdigit() else value
-    return text
 
 
 def attack_conditions(name: str, options: Mapping[str, str]) -> list[Any]:
@@ -73,8 +57,6 @@ def attack_conditions(name: str, options: Mapping[str, str]) -> list[Any]:
     Raises:
         ValueError: an unknown attack (close matches listed) or option, or a value of the wrong kind.
     """
-    from robustlab.attacks import ATTACKS, DEFAULT_EPS
-    from robustlab.engine.suite import Condition
 
     fn = ATTACKS.get(name)
     signature = inspect.signature(fn)
@@ -89,7 +71,7 @@ def attack_conditions(name: str, options: Mapping[str, str]) -> list[Any]:
     if str(options.get("targeted", "false")).lower() in ("1", "true", "yes", "on"):
         raise ValueError(f"{name}: the suite runs untargeted attacks (targets come from labels); drop targeted")
     choices = {
-        k: [_parse_value(k, v.strip(), tunable[k], name) for v in text.split("+")] for k, text in options.items()
+        k: [parse_option_value(k, v.strip(), tunable[k], name) for v in text.split("+")] for k, text in options.items()
     }
     settings = []
     for values in itertools.product(*choices.values()):
@@ -121,7 +103,6 @@ def attack_batch(
         ``(adversarial images, clean predictions, adversarial predictions)``; misclassified samples keep their
         clean image.
     """
-    from robustlab.attacks import ATTACKS
 
     with torch.no_grad():
         clean_pred = model(images).argmax(dim=1)
@@ -159,8 +140,6 @@ def stability_conditions(kind: str, options: dict[str, str], profile: str | None
     Raises:
         ValueError: an unknown corruption, method or option.
     """
-    from robustlab._registry import close_matches_message
-    from robustlab.engine.suite import Condition, _severities
 
     method = options.pop("method", "cam") if kind == "cam_stability" else None
     if method is not None and method not in ("cam", "grad_cam"):
@@ -172,7 +151,7 @@ def stability_conditions(kind: str, options: dict[str, str], profile: str | None
         if entry not in groups and entry not in ALL_CORRUPTIONS:
             raise ValueError(close_matches_message("corruption", entry, list(groups) + list(ALL_CORRUPTIONS)))
         names += [c for c in groups.get(entry, (entry,)) if c not in names]
-    severities = _severities(options.pop("severities", None))
+    severities = parse_severities(options.pop("severities", None))
     metric = "cam_cosine" if kind == "cam_stability" else "attention_cosine"
     out = []
     for corruption in names:
@@ -191,7 +170,6 @@ def _stability_measure(
     kind: str, corruption: str, severity: int, profile: str | None, method: str | None
 ) -> Callable[..., Tensor]:
     def measure(model: nn.Module, images: Tensor, labels: Tensor, indices: Tensor, seed: int) -> Tensor:
-        from robustlab import explain
 
         gens = rng.sample_generators(seed, indices, corruption, severity)  # the accuracy cells' corrupted images
         with torch.no_grad():
@@ -203,7 +181,6 @@ def _stability_measure(
         return cosine.detach().double().sum().view(1)
 
     return measure
-
 
 
 @dataclass(frozen=True)
@@ -259,8 +236,6 @@ def attack_dataset(
     Returns:
         An :class:`AttackOutcome`.
     """
-    from robustlab.data._base import iter_batches
-    from robustlab.engine.accuracy import _model_device
 
     device = torch.device(device) if device is not None else _model_device(model)
     parts: list[tuple[Tensor, ...]] = []
@@ -287,25 +262,12 @@ def attack_dataset(
 AFAT_TOKENS = ("afat_patch", "patch_attention_stability")
 
 
-def _int_list(text: str, what: str) -> list[int]:
-    if "-" in text:
-        lo, _, hi = text.partition("-")
-        return list(range(int(lo), int(hi) + 1))
-    try:
-        return [int(v) for v in text.split("+") if v.strip()]
-    except ValueError:
-        raise ValueError(f"{what} must be integers joined by '+' or a range like 0-5, got {text!r}") from None
-
-
 def afat_conditions(name: str, options: dict[str, str], image_size: tuple[int, int] | None) -> list[Any]:
     """Conditions of an ``afat_patch`` / ``patch_attention_stability`` entry (options are consumed).
 
     Raises:
         ValueError: a missing or unreadable corruptor, a bad ratio, patch size or layer list.
     """
-    from pathlib import Path
-
-    from robustlab.engine.suite import Condition, _floats
 
     if name == "afat_patch":
         path = options.pop("corruptor", None)
@@ -313,15 +275,15 @@ def afat_conditions(name: str, options: dict[str, str], image_size: tuple[int, i
             raise ValueError("afat_patch needs corruptor=PATH (robustlab train afat writes OUT.corruptor.pt)")
         if not Path(path).is_file():
             raise FileNotFoundError(f"afat_patch: no corruptor file at {path}")
-        ratio = _floats(options.pop("ratio", "0.1"), "ratio")[0]
+        ratio = parse_floats(options.pop("ratio", "0.1"), "ratio")[0]
         if not 0 < ratio < 1:
             raise ValueError(f"afat_patch ratio must lie in (0, 1), got {ratio}")
         params = {"ratio": ratio, "corruptor": str(path)}
         return [Condition("afat_patch", 0, params, True, None, ("accuracy",), _afat_patch_measure(str(path), ratio))]
-    ratios = _floats(options.pop("ratios", "0.1"), "ratios")
+    ratios = parse_floats(options.pop("ratios", "0.1"), "ratios")
     default_patch = 4 if image_size is not None and min(image_size) < 64 else 16
     patch = int(options.pop("patch", default_patch))
-    layers = _int_list(options.pop("layers"), "layers") if "layers" in options else []
+    layers = parse_int_list(options.pop("layers"), "layers") if "layers" in options else []
     if any(r < 0 or r > 1 for r in ratios) or patch < 1 or any(i < 0 for i in layers):
         raise ValueError(f"patch_attention_stability: ratios in [0, 1], patch >= 1, layers >= 0; got "
                          f"{ratios}, {patch}, {layers}")  # fmt: skip
@@ -353,8 +315,6 @@ def _afat_patch_measure(path: str, ratio: float) -> Callable[..., Tensor]:
 
 def _patch_attention_measure(ratio: float, patch: int, layers: list[int]) -> Callable[..., Tensor]:
     def measure(model: nn.Module, images: Tensor, labels: Tensor, indices: Tensor, seed: int) -> Tensor:
-        from robustlab import explain
-        from robustlab.perturb.occlusion import patch_occlusion
 
         gens = rng.sample_generators(seed, indices, "patch_occlusion", ratio, patch)  # the occlusion cells' images
         with torch.no_grad():

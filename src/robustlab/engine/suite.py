@@ -27,10 +27,8 @@ the data (a corruption's five severities, the noise levels), so a killed run res
 
 from __future__ import annotations
 
-import json
 import os
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +36,13 @@ from torch import Tensor, nn
 
 from robustlab import rng
 from robustlab._registry import close_matches_message
+from robustlab.engine.conditions import (
+    Condition,
+    Group,
+    parse_floats,
+    parse_severities,
+    parse_suite,
+)
 from robustlab.engine.measures import (
     AFAT_TOKENS,
     afat_conditions,
@@ -67,61 +72,6 @@ SUITE_TOKENS = (
     "clean", "corruptions", "validation", "all_corruptions", "noise", "occlusion", "sequences", "validation_sequences",
     "all_sequences", "attacks", "cam_stability", "attention_stability",
 )  # fmt: skip
-
-
-Measure = Callable[[nn.Module, Tensor, Tensor, Tensor, int], Tensor]
-"""``measure(model, images, labels, indices, seed) -> per-batch metric sums``."""
-
-
-@dataclass(frozen=True, eq=False)
-class Condition:
-    """One measured condition: the store key's perturbation fields and how to produce its images.
-
-    Args:
-        perturbation: the store's perturbation name (``"clean"``, a corruption, ``"gaussian_noise_sigma"``...).
-        severity: 1..5 for corruptions, 0 where the level lives in ``params``.
-        params: parameters recorded in the store key (profile, σ, ratio...).
-        seeded: whether the seed changes the result (clean data is stored with seed 0 whatever the seed).
-        apply: the image transform; None for clean data. Sequences return frames ``(N, T, C, H, W)``.
-        metrics: what is measured: ``("accuracy",)``, or ``("flip_probability", "top5_distance")`` for sequences.
-        measure: a condition that measures for itself (attacks, explanation stability) instead of ``apply`` +
-            accuracy: ``measure(model, images, labels, indices, seed) -> sums (len(metrics),)`` over the batch. It
-            runs outside inference mode, so it may take gradients.
-        finalize: turns the metric sums over the dataset and the sample count into the stored values (default:
-            each sum divided by the count).
-        check: ``check(model, images, labels)`` raises ValueError for a setting that cannot run with this model
-            and data; the engine calls it on an empty batch before measuring anything.
-    """
-
-    perturbation: str
-    severity: int = 0
-    params: Mapping[str, Any] = field(default_factory=dict)
-    seeded: bool = True
-    apply: Callable[[Tensor, Tensor, int], Tensor] | None = field(default=None, compare=False)
-    metrics: tuple[str, ...] = ("accuracy",)
-    measure: Measure | None = field(default=None, compare=False)
-    finalize: Callable[[Tensor, int], list[float]] | None = field(default=None, compare=False)
-    check: Callable[[nn.Module, Tensor, Tensor], object] | None = field(default=None, compare=False)
-
-    @property
-    def identity(self) -> tuple[str, int, str]:
-        return (self.perturbation, self.severity, json.dumps(dict(self.params), sort_keys=True))
-
-    def images(self, images: Tensor, indices: Tensor, seed: int) -> Tensor:
-        return images if self.apply is None else self.apply(images, indices, seed)
-
-
-@dataclass(frozen=True)
-class Group:
-    """Conditions evaluated in one pass over the data.
-
-    ``dataset`` replaces the evaluated dataset for this group: pre-made corrupted files (CIFAR-10-C, ImageNet-C)
-    whose samples are the clean dataset's samples in the same order.
-    """
-
-    name: str
-    conditions: tuple[Condition, ...]
-    dataset: Any = None
 
 
 def split_file_corruptions(suite: str | Sequence[str]) -> tuple[list[str], list[str]]:
@@ -233,62 +183,6 @@ def _occlusion(ratio: float, patch: int) -> Condition:
     return Condition("patch_occlusion", 0, {"ratio": ratio, "patch_size": patch}, True, apply)
 
 
-def _number(text: str, what: str) -> float:
-    try:
-        if "/" in text:
-            num, _, den = text.partition("/")
-            return float(num) / float(den)
-        return float(text)
-    except (ValueError, ZeroDivisionError):
-        raise ValueError(f"{what} must be numbers (fractions like 8/255 allowed) joined by '+', got {text!r}") from None
-
-
-def _floats(text: str, what: str) -> tuple[float, ...]:
-    return tuple(_number(v.strip(), what) for v in text.split("+") if v.strip())
-
-
-def _severities(text: str | None) -> tuple[int, ...]:
-    if text is None:
-        return (1, 2, 3, 4, 5)
-    if "-" in text:
-        lo, _, hi = text.partition("-")
-        values = tuple(range(int(lo), int(hi) + 1))
-    else:
-        values = tuple(int(float(v)) for v in _floats(text, "severities"))
-    if not values or any(not 1 <= s <= 5 for s in values):
-        raise ValueError(f"severities must lie in 1..5, got {text!r}")
-    return values
-
-
-def parse_suite(suite: str | Sequence[str]) -> list[tuple[str, dict[str, str]]]:
-    """Split a suite into ``(name, options)`` pairs (options as raw strings).
-
-    Raises:
-        ValueError: an option before any token, or an option that is not ``key=value``.
-    """
-    parts = [p for t in ([suite] if isinstance(suite, str) else suite) for p in str(t).split(",")]
-    tokens: list[tuple[str, dict[str, str]]] = []
-    for part in (p.strip() for p in parts):
-        if not part:
-            continue
-        if "=" in part and ":" not in part:
-            # an option continuing the previous token: "pgd:eps=8/255,steps=20"
-            if not tokens:
-                raise ValueError(f"suite option {part!r} comes before any suite entry")
-            key, _, value = part.partition("=")
-            tokens[-1][1][key.strip()] = value.strip()
-            continue
-        name, _, rest = part.partition(":")
-        options: dict[str, str] = {}
-        if rest:
-            key, eq, value = rest.partition("=")
-            if not eq:
-                raise ValueError(f"suite option {rest!r} of {name!r} must look like key=value")
-            options[key.strip()] = value.strip()
-        tokens.append((name.strip(), options))
-    return tokens
-
-
 def build_suite(
     suite: str | Sequence[str],
     *,
@@ -334,7 +228,7 @@ def build_suite(
         elif name in ("corruptions", "validation", "all_corruptions") or name in ALL_CORRUPTIONS:
             names = {"corruptions": TEST_CORRUPTIONS, "validation": VALIDATION_CORRUPTIONS,
                      "all_corruptions": ALL_CORRUPTIONS}.get(name, (name,))  # fmt: skip
-            severities = _severities(options.pop("severities", None))
+            severities = parse_severities(options.pop("severities", None))
             for corruption in names:
                 if corruption not in PERTURBATIONS:
                     raise ValueError(f"corruption {corruption!r} is not available in this installation")
@@ -350,13 +244,13 @@ def build_suite(
                 add(seq, [_sequence(seq, prof)])
         elif name == "noise":
             given = options.pop("sigmas", None)
-            levels = _floats(given, "sigmas") if given else tuple(sigmas or DEFAULT_SIGMAS)
+            levels = parse_floats(given, "sigmas") if given else tuple(sigmas or DEFAULT_SIGMAS)
             if any(s < 0 for s in levels):
                 raise ValueError(f"noise sigmas must be >= 0, got {levels}")
             add("noise", [_noise(s) for s in levels])
         elif name == "occlusion":
             given = options.pop("ratios", None)
-            levels = _floats(given, "ratios") if given else tuple(ratios or DEFAULT_RATIOS)
+            levels = parse_floats(given, "ratios") if given else tuple(ratios or DEFAULT_RATIOS)
             # AFAT occludes 16-px ViT patches at 224 px; 4-px patches keep the same grid density at 32 px
             default_patch = 4 if image_size is not None and min(image_size) < 64 else 16
             patch = int(options.pop("patch", patch_size or default_patch))

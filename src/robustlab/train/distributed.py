@@ -1,9 +1,10 @@
 """Data-parallel training under ``torchrun``: process group, DDP wrapping and per-rank training shards.
 
 Outside ``torchrun`` every helper is a cheap no-op (rank 0 of a world of 1), so :func:`robustlab.train.fit`
-calls them unconditionally. The rule for the process group is "whoever creates it destroys it": ``fit``
-destroys a group only if ``fit`` created it, so a script that calls :func:`init_distributed` itself can
-still run a sharded evaluation after training.
+calls them unconditionally. Rank, world size, sums over ranks and the training shards live in
+:mod:`robustlab._parallel`, shared with the evaluation engine, and are re-exported here. The rule for the process
+group is "whoever creates it destroys it": ``fit`` destroys a group only if ``fit`` created it, so a script that
+calls :func:`init_distributed` itself can still run a sharded evaluation after training.
 
 Example (``torchrun --nproc_per_node=2 train.py``)::
 
@@ -20,35 +21,35 @@ import os
 
 import torch
 import torch.distributed as dist
-from torch import Tensor, nn
+from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from robustlab.rng import make_generator
+from robustlab._parallel import (
+    all_reduce_sum,
+    is_distributed,
+    launched_by_torchrun,
+    rank,
+    shard_permutation,
+    world_size,
+)
+
+__all__ = [
+    "all_reduce_sum",
+    "barrier",
+    "broadcast_buffers",
+    "destroy_distributed",
+    "init_distributed",
+    "is_distributed",
+    "launched_by_torchrun",
+    "rank",
+    "resolve_device",
+    "shard_permutation",
+    "unwrap_model",
+    "world_size",
+    "wrap_model",
+]
 
 log = logging.getLogger(__name__)
-
-
-def launched_by_torchrun() -> bool:
-    """True when this process is one of several started by ``torchrun`` (``WORLD_SIZE > 1``)."""
-    return int(os.environ.get("WORLD_SIZE", "1")) > 1
-
-
-def is_distributed() -> bool:
-    """True when a process group is initialised in this process."""
-    return dist.is_available() and dist.is_initialized()
-
-
-def rank() -> int:
-    """This process's rank: from the process group, else torchrun's ``RANK`` (so rank-0-only work such as
-    saving and printing stays on one process after the group is gone), else 0."""
-    if is_distributed():
-        return dist.get_rank()
-    return int(os.environ.get("RANK", "0")) if launched_by_torchrun() else 0
-
-
-def world_size() -> int:
-    """Number of processes in the process group; 1 without one."""
-    return dist.get_world_size() if is_distributed() else 1
 
 
 def resolve_device(device: torch.device | str | None = None) -> torch.device:
@@ -99,27 +100,6 @@ def barrier() -> None:
         dist.barrier()
 
 
-def _backend_device() -> torch.device:
-    # nccl reduces CUDA tensors only; gloo is happiest with CPU tensors
-    if dist.get_backend() == "nccl":
-        return torch.device("cuda", torch.cuda.current_device())
-    return torch.device("cpu")
-
-
-def all_reduce_sum(tensor: Tensor) -> Tensor:
-    """Sum ``tensor`` over all ranks, in place, and return it; the identity without a process group.
-
-    The tensor may live on any device: it is reduced on the backend's device and copied back.
-    """
-    if not is_distributed():
-        return tensor
-    work = tensor.to(_backend_device())
-    dist.all_reduce(work, op=dist.ReduceOp.SUM)
-    if work is not tensor:
-        tensor.copy_(work)
-    return tensor
-
-
 def wrap_model(model: nn.Module, device: torch.device) -> nn.Module:
     """Wrap ``model`` in :class:`DistributedDataParallel` when a process group exists, else return it.
 
@@ -148,36 +128,3 @@ def broadcast_buffers(model: nn.Module) -> None:
 def unwrap_model(model: nn.Module) -> nn.Module:
     """The module inside a DDP wrapper (loss functions reach probes and submodules through it)."""
     return model.module if isinstance(model, DistributedDataParallel) else model
-
-
-def shard_permutation(n: int, *, seed: int, epoch: int, rank: int = 0, world_size: int = 1) -> list[int]:
-    """This rank's training indices for one epoch: a seeded permutation dealt round-robin, padded.
-
-    Every rank draws the same permutation from ``(seed, epoch)``, pads it by wrapping around to a multiple
-    of ``world_size`` (DDP needs the same number of steps on every rank) and takes every
-    ``world_size``-th entry from position ``rank``. Padding repeats at most ``world_size - 1`` samples; it
-    is for training only — evaluation shards without padding (:func:`robustlab.engine.shard_indices`).
-
-    Args:
-        n: dataset size (>= 1).
-        seed: run seed.
-        epoch: epoch index; each epoch gets a fresh order.
-        rank: this process's rank in ``[0, world_size)``.
-        world_size: number of processes (>= 1).
-
-    Returns:
-        ``ceil(n / world_size)`` dataset indices.
-
-    Raises:
-        ValueError: ``n < 1``, ``world_size < 1`` or ``rank`` outside ``[0, world_size)``.
-    """
-    if n < 1:
-        raise ValueError(f"cannot shard an empty dataset (n={n})")
-    if world_size < 1 or not 0 <= rank < world_size:
-        raise ValueError(
-            f"rank must lie in [0, world_size) with world_size >= 1, got rank={rank}, world_size={world_size}"
-        )
-    order = torch.randperm(n, generator=make_generator(seed, "shuffle", epoch)).tolist()
-    total = -(-n // world_size) * world_size
-    order += (order * (total // n + 1))[: total - n]
-    return order[rank:total:world_size]

@@ -15,8 +15,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from robustlab._amp import autocast, resolve_amp
 from robustlab.data._base import ImageDataset, iter_batches
-from robustlab.engine.accuracy import autocast, evaluate_accuracy, resolve_amp
+from robustlab.engine.accuracy import evaluate_accuracy
 from robustlab.rng import make_generator
 from robustlab.train.checkpoint import get_rng_state, load_checkpoint, save_checkpoint, set_rng_state
 from robustlab.train.config import FitConfig
