@@ -34,9 +34,7 @@ def db(tmp_path: Path) -> Path:
                     perturbation = "clean" if severity == 0 else "gaussian_noise"
                     accuracy = clean - severity / 16
                     for metric, value in (("accuracy", accuracy), ("error", 1 - accuracy)):
-                        key = ResultKey.create(
-                            model, "cifar10", metric, perturbation=perturbation, severity=severity
-                        )
+                        key = ResultKey.create(model, "cifar10", metric, perturbation=perturbation, severity=severity)
                         cells.append(Cell(key, value, n=512))
             store.add(run_id, cells)
         with pytest.raises(RuntimeError), store.run("robustlab attack pgd", {}) as run_id:
@@ -60,21 +58,19 @@ def test_filters_narrow_the_table(db: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "4 result(s)" in result.output
     assert "cifar:resnet20" not in result.output
-    both = _invoke(
-        "--db", str(db), "--model", "cifar:vit_tiny", "--model", "cifar:resnet20", "--perturbation", "clean"
-    )
+    both = _invoke("--db", str(db), "--model", "cifar:vit_tiny", "--model", "cifar:resnet20", "--perturbation", "clean")
     assert "4 result(s)" in both.output  # repeated options are alternatives
 
 
-def test_pivot_has_one_row_per_condition_and_metric_columns(db: Path, tmp_path: Path) -> None:
-    result = _invoke("--db", str(db), "--pivot")
+def test_wide_has_one_row_per_condition_and_metric_columns(db: Path, tmp_path: Path) -> None:
+    result = _invoke("--db", str(db), "--wide")
     assert result.exit_code == 0, result.output
     # 2 models × 4 (clean + 3 severities) + the pgd row = 9 conditions, accuracy and error columns
     assert "9 condition(s) × 2 metric(s)" in result.output
     header = next(line for line in result.output.splitlines() if "accuracy" in line)
     assert "error" in header and "metric" not in header
     out = tmp_path / "wide.csv"
-    exported = _invoke("--db", str(db), "--pivot", "--export", str(out))
+    exported = _invoke("--db", str(db), "--wide", "--export", str(out))
     assert exported.exit_code == 0, exported.output
     wide = pd.read_csv(out)
     assert wide.shape == (9, 5)
@@ -143,7 +139,47 @@ def test_empty_selection_is_friendly_not_an_error(db: Path, tmp_path: Path) -> N
     assert "No results match" in result.output
     empty = tmp_path / "empty.db"
     Store(empty).close()
-    for args in ([], ["--pivot"], ["--runs"]):
+    for args in ([], ["--pivot"], ["--wide"], ["--runs"]):
         result = _invoke("--db", str(empty), *args)
         assert result.exit_code == 0, result.output
         assert "robustlab demo" in result.output
+
+
+def test_pivot_is_a_model_by_corruption_table_that_fits_80_columns(tmp_path: Path) -> None:
+    """Every corruption of the benchmark, severity-averaged per model, readable in an 80-column terminal."""
+    from robustlab.report.tables import ABBREVIATIONS, CORRUPTIONS
+
+    path = tmp_path / "c.db"
+    models = {"cifar:resnet20": 0.9, "timm:vit_base_patch16_224.augreg_in21k": 0.8}
+    with Store(path) as store, store.run("robustlab eval", {}) as run_id:
+        cells = []
+        for model, clean in models.items():
+            cells.append(Cell(ResultKey.create(model, "cifar10", "accuracy"), clean, n=100))
+            for i, corruption in enumerate(CORRUPTIONS):
+                for severity in range(1, 6):  # mean over severities: clean - i/100 - 0.03
+                    accuracy = clean - i / 100 - severity / 100
+                    key = ResultKey.create(model, "cifar10", "accuracy", perturbation=corruption, severity=severity)
+                    cells.append(Cell(key, accuracy, n=100))
+        store.add(run_id, cells)
+    result = runner.invoke(app, ["results", "--db", str(path), "--pivot"], env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert max(map(len, lines)) <= 80, "\n".join(line for line in lines if len(line) > 80)
+    assert sum("Accuracy (%) under each corruption" in line for line in lines) >= 2  # split into several tables
+    assert "(1/" in result.output
+    cells_shown = " ".join(lines)
+    for short in ABBREVIATIONS.values():
+        assert f" {short} " in cells_shown
+    assert "90.0" in cells_shown and "80.0" in cells_shown  # clean
+    for clean in models.values():
+        for i in (0, 7, 18):
+            assert f"{100 * (clean - i / 100 - 0.03):.1f}" in cells_shown
+    out = tmp_path / "pivot.csv"
+    exported = runner.invoke(app, ["results", "--db", str(path), "--pivot", "--export", str(out)])
+    assert exported.exit_code == 0, exported.output
+    table = pd.read_csv(out)
+    assert list(table.columns) == ["model", "clean", *CORRUPTIONS] and len(table) == 2
+    row = table[table["model"] == "cifar:resnet20"].iloc[0]
+    assert row["fog"] == pytest.approx(0.9 - CORRUPTIONS.index("fog") / 100 - 0.03)  # exact, not rounded
+    both = runner.invoke(app, ["results", "--db", str(path), "--pivot", "--wide"])
+    assert both.exit_code == 1 and "pass one of them" in both.output

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import math
+from html.parser import HTMLParser
 
 import pytest
 
+from robustlab.metrics import wilson_interval
 from robustlab.report import write_report
 from robustlab.store import Cell, ResultKey, Store
 
@@ -74,3 +76,121 @@ def test_report_shows_attacks_and_explanation_stability(tmp_path) -> None:
     assert "pgd eps=8/255 linf steps=10 (robust acc.)" in html and "0.0500" in html
     assert "cam cosine (mean)" in html and "0.7900" in html
     assert html.count("data:image/png;base64,") == 2
+
+
+def _board_store(db) -> None:
+    """Two models on two corruptions x two severities, attacks at two radii, a noise sweep: numbers worked by hand."""
+    accuracy = {  # model -> clean, {corruption: [severity 1, severity 2]}
+        "base": (0.9, {"fog": [0.8, 0.6], "contrast": [0.7, 0.5]}),
+        "better": (0.8, {"fog": [0.75, 0.65], "contrast": [0.8, 0.7]}),
+    }
+    attacks = {("base", "pgd", 8): 0.05, ("base", "autoattack", 8): 0.03, ("better", "pgd", 8): 0.4,
+               ("better", "autoattack", 8): 0.35, ("better", "pgd", 2): 0.6}  # fmt: skip
+    with Store(db) as store, store.run("test", {}) as run_id:
+        cells = []
+        for model, (clean, corrupted) in accuracy.items():
+            cells.append(Cell(ResultKey.create(model, "d", "accuracy"), clean, 1000))
+            for name, values in corrupted.items():
+                for severity, value in enumerate(values, start=1):
+                    key = ResultKey.create(model, "d", "accuracy", perturbation=name, severity=severity)
+                    cells.append(Cell(key, value, 1000))
+        for (model, attack, eps), value in attacks.items():
+            params = {"eps": eps / 255, "norm": "linf", "steps": 10}
+            for metric, v in (("clean_accuracy", accuracy[model][0]), ("robust_accuracy", value)):
+                cells.append(Cell(ResultKey.create(model, "d", metric, perturbation=attack, params=params), v, 200))
+        for sigma, value in ((0.1, 0.7), (0.2, 0.5)):
+            key = ResultKey.create(
+                "base", "d", "accuracy", perturbation="gaussian_noise_sigma", params={"sigma": sigma}
+            )
+            cells.append(Cell(key, value, 1000))
+        store.add(run_id, cells)
+
+
+class _Tables(HTMLParser):
+    """Each table of a page by id: its header and, per row, each cell's data-v (the exact value) and text."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tables: dict[str, tuple[list[str], list[list[tuple[str, str]]]]] = {}
+        self._id: str | None = None
+        self._cell: list[str] | None = None
+        self._raw = ""
+
+    def handle_starttag(self, tag: str, attrs: list) -> None:
+        found = dict(attrs)
+        if tag == "table":
+            self._id = found.get("id") or ""
+            self.tables[self._id] = ([], [])
+        elif self._id is not None and tag == "tr":
+            self.tables[self._id][1].append([])
+        elif self._id is not None and tag in ("th", "td"):
+            self._cell, self._raw = [], found.get("data-v", "")
+
+    def handle_data(self, data: str) -> None:
+        if self._cell is not None:
+            self._cell.append(data)
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "table":
+            self._id = None
+        elif tag in ("th", "td") and self._cell is not None and self._id is not None:
+            head, rows = self.tables[self._id]
+            text = " ".join("".join(self._cell).split())
+            if tag == "th":
+                head.append(text)
+                rows.pop() if rows and not rows[-1] else None
+            else:
+                rows[-1].append((self._raw, text))
+            self._cell = None
+
+
+def test_leaderboard_holds_the_store_numbers_with_intervals(tmp_path) -> None:
+    db = tmp_path / "b.db"
+    _board_store(db)
+    page = write_report(db, tmp_path / "b.html", baseline="base").read_text()
+    parser = _Tables()
+    parser.feed(page)
+    head, rows = parser.tables["leaderboard-d"]
+    board = {row[0][1]: dict(zip(head, row, strict=True)) for row in rows}
+    assert set(board) == {"base", "better"}
+    assert head[:3] == ["model", "n", "clean acc. %"]
+
+    def value(model: str, column: str) -> float:
+        return float(board[model][column][0])
+
+    assert value("base", "clean acc. %") == 0.9 and value("better", "clean acc. %") == 0.8
+    low, high = wilson_interval(0.9, 1000)
+    assert f"[{100 * low:.1f}, {100 * high:.1f}]" in board["base"]["clean acc. %"][1]
+    # worst case over the attacks stored at a radius, and the attack that gave it
+    assert (
+        value("base", "robust acc. linf ε=8/255 %") == 0.03
+        and "autoattack" in board["base"]["robust acc. linf ε=8/255 %"][1]
+    )
+    assert value("better", "robust acc. linf ε=8/255 %") == 0.35
+    assert value("better", "robust acc. linf ε=2/255 %") == 0.6 and board["base"]["robust acc. linf ε=2/255 %"][0] == ""
+    low, high = wilson_interval(0.35, 200)
+    assert f"[{100 * low:.1f}, {100 * high:.1f}]" in board["better"]["robust acc. linf ε=8/255 %"][1]
+    # mean error over the 2 x 2 cells; CE and relative CE against the baseline, by hand
+    assert value("base", "mean corr. error %") == pytest.approx(0.35)
+    assert value("better", "mean corr. error %") == pytest.approx(0.275)
+    assert value("base", "mCE vs base %") == pytest.approx(1.0)
+    assert value("better", "mCE vs base %") == pytest.approx((0.6 / 0.6 + 0.5 / 0.8) / 2)
+    assert value("better", "rel. mCE vs base %") == pytest.approx((0.1 / 0.2 + 0.05 / 0.3) / 2)
+    assert value("base", "noise slope") == pytest.approx(-2.0)
+    assert board["better"]["noise slope"][0] == ""
+    # the adversarial table: one row per model x attack x radius, robust accuracy as stored
+    head, rows = parser.tables["attacks"]
+    assert len(rows) == 5
+    robust = {(r[0][1], r[2][1], r[4][1]): float(r[head.index("robust acc. %")][0]) for r in rows}
+    assert robust[("base", "autoattack", "8/255")] == 0.03 and robust[("better", "pgd", "2/255")] == 0.6
+    with pytest.raises(ValueError, match="baseline 'bse' is not a model in the store"):
+        write_report(db, tmp_path / "x.html", baseline="bse")
+
+
+def test_report_without_baseline_has_no_relative_columns(tmp_path) -> None:
+    db = tmp_path / "b.db"
+    _board_store(db)
+    parser = _Tables()
+    parser.feed(write_report(db, tmp_path / "b.html").read_text())
+    head, _ = parser.tables["leaderboard-d"]
+    assert "mean corr. error %" in head and not any("mCE" in h for h in head)

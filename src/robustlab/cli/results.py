@@ -63,13 +63,9 @@ def _resolve_runs(store: Store, prefixes: list[str]) -> list[str]:
     for prefix in prefixes:
         matches = [run_id for run_id in known if run_id.startswith(prefix)]
         if not matches:
-            raise ValueError(
-                f"no run id starts with {prefix!r}; list the runs with `robustlab results --runs`"
-            )
+            raise ValueError(f"no run id starts with {prefix!r}; list the runs with `robustlab results --runs`")
         if len(matches) > 1:
-            raise ValueError(
-                f"run id prefix {prefix!r} is ambiguous ({len(matches)} runs); type more characters"
-            )
+            raise ValueError(f"run id prefix {prefix!r} is ambiguous ({len(matches)} runs); type more characters")
         resolved.append(matches[0])
     return resolved
 
@@ -85,38 +81,26 @@ def _render(frame: pd.DataFrame, title: str, constants: dict[str, object]) -> Ta
     # names mid-word. Widths are worked out here because rich's own shrinking overshoots by a character or
     # two when every column has a minimum. Each column costs its padding and a border: 3 characters.
     room = console.width - (3 * len(frame.columns) + 1) - sum(wanted[c] for c in numeric)
-    name_widths = {
-        c: min(_NAME_WIDTH, wanted[c]) for c in frame.columns if c not in numeric and c != "params"
-    }
+    name_widths = {c: min(_NAME_WIDTH, wanted[c]) for c in frame.columns if c not in numeric and c != "params"}
     params_min = min(8, wanted.get("params", 0))
     keep_names = sum(name_widths.values()) + params_min <= room
-    params_width = (
-        min(wanted.get("params", 0), room - sum(name_widths.values())) if keep_names else params_min
-    )
+    params_width = min(wanted.get("params", 0), room - sum(name_widths.values())) if keep_names else params_min
     for column in frame.columns:
         if column in numeric:
             table.add_column(str(column), justify="right", no_wrap=True, min_width=wanted[column])
         elif column == "params":
             table.add_column("params", overflow="fold", width=max(params_width, params_min))
         else:
-            table.add_column(
-                str(column), overflow="fold", min_width=name_widths[column] if keep_names else None
-            )
+            table.add_column(str(column), overflow="fold", min_width=name_widths[column] if keep_names else None)
     for row in zip(*cells.values(), strict=True):
         table.add_row(*row)
     return table
 
 
-def _split_constant(
-    frame: pd.DataFrame, candidates: tuple[str, ...]
-) -> tuple[pd.DataFrame, dict[str, object]]:
+def _split_constant(frame: pd.DataFrame, candidates: tuple[str, ...]) -> tuple[pd.DataFrame, dict[str, object]]:
     constants = {}
     for column in candidates:
-        if (
-            column in frame.columns
-            and column not in _ALWAYS_SHOWN
-            and frame[column].nunique(dropna=False) == 1
-        ):
+        if column in frame.columns and column not in _ALWAYS_SHOWN and frame[column].nunique(dropna=False) == 1:
             constants[column] = frame[column].iloc[0]
     return frame.drop(columns=list(constants)), constants
 
@@ -195,8 +179,16 @@ def results_command(
         bool,
         typer.Option(
             "--pivot",
-            help="Wide table: one row per model × perturbation × severity (plus dataset / params / seed when "
-            "they vary), one column per metric.",
+            help="Model × corruption table: clean accuracy and the accuracy under each corruption averaged over "
+            "its severities, in %; split into several tables to fit the terminal.",
+        ),
+    ] = False,
+    wide: Annotated[
+        bool,
+        typer.Option(
+            "--wide",
+            help="One row per model × perturbation × severity (plus dataset / params / seed when they vary), one "
+            "column per metric.",
         ),
     ] = False,
     export: Annotated[
@@ -204,7 +196,8 @@ def results_command(
         typer.Option(
             "--export",
             metavar="FILE",
-            help="Write the selected rows (exact values; pivoted with --pivot, runs with --runs) to FILE, "
+            help="Write the selected rows (exact values; as the table of --pivot or --wide, runs with --runs) "
+            "to FILE, "
             "format by extension: .csv, .json or .parquet (needs pyarrow).",
         ),
     ] = None,
@@ -225,11 +218,14 @@ def results_command(
                 run_id=run_ids, model=model, dataset=dataset, perturbation=perturbation, metric=metric
             )
         if runs:
-            _show_runs(
-                all_runs if run_ids is None else all_runs[all_runs["run_id"].isin(run_ids)], db, export
-            )
+            _show_runs(all_runs if run_ids is None else all_runs[all_runs["run_id"].isin(run_ids)], db, export)
         else:
-            _show_results(results, db, pivot, export, total=int(all_runs["n_results"].sum()))
+            if pivot and wide:
+                raise ValueError("--pivot and --wide are two layouts of one table; pass one of them")
+            if pivot:
+                _show_pivot(results, db, export, total=int(all_runs["n_results"].sum()))
+            else:
+                _show_results(results, db, wide, export, total=int(all_runs["n_results"].sum()))
 
 
 def _show_runs(runs: pd.DataFrame, db: Path, export: Path | None) -> None:
@@ -242,22 +238,72 @@ def _show_runs(runs: pd.DataFrame, db: Path, export: Path | None) -> None:
         console.print(_runs_table(runs, db))
 
 
+def _nothing_to_show(results: pd.DataFrame, db: Path, total: int) -> bool:
+    """Say why nothing is shown (an empty store, or filters that match nothing); True when that is the case."""
+    if not results.empty:
+        return False
+    if total == 0:
+        console.print(f"No results in {db} yet. Run `robustlab demo` or `robustlab eval` to add some.")
+    else:
+        console.print(
+            f"No results match these filters ({total} result(s) in {db}). Drop a filter, or list "
+            "the runs with `robustlab results --runs`."
+        )
+    return True
+
+
+def _show_pivot(results: pd.DataFrame, db: Path, export: Path | None, *, total: int) -> None:
+    """The model × corruption table, as several tables of whole columns when one does not fit the terminal."""
+    from robustlab.report.tables import ABBREVIATIONS, corruption_pivot
+
+    if _nothing_to_show(results, db, total):
+        return
+    pivot = corruption_pivot(results)
+    if pivot.empty:
+        console.print(
+            f"No corruption accuracy in this selection of {db}; `robustlab results --wide` shows one row per condition."
+        )
+        return
+    if export is not None:
+        export_frame(pivot, export)
+        console.print(f"Wrote {len(pivot)} row(s) to {export}", highlight=False)
+        return
+    keys = [c for c in ("model", "dataset") if c in pivot.columns]
+    values = [c for c in pivot.columns if c not in keys]
+    shown = {c: [_fmt(v) for v in pivot[c]] for c in keys}
+    shown.update({c: ["–" if v != v else f"{100 * v:.1f}" for v in pivot[c]] for c in values})
+    names = {c: ABBREVIATIONS.get(c, c) for c in values}
+    key_widths = {c: min(_NAME_WIDTH, max(len(c), *map(len, shown[c]))) for c in keys}
+    widths = {c: max(len(names[c]), *map(len, shown[c])) for c in values}
+    # each column costs its width, two characters of padding and one border
+    room = console.width - 1 - sum(w + 3 for w in key_widths.values())
+    chunks: list[list[str]] = [[]]
+    for column in values:
+        if chunks[-1] and sum(widths[c] + 3 for c in (*chunks[-1], column)) > room:
+            chunks.append([])
+        chunks[-1].append(column)
+    for i, chunk in enumerate(chunks, 1):
+        part = f" ({i}/{len(chunks)})" if len(chunks) > 1 else ""
+        table = Table(title=f"Accuracy (%) under each corruption, mean over severities{part}", title_justify="left")
+        for c in keys:
+            table.add_column(c, overflow="fold", max_width=key_widths[c])
+        for c in chunk:
+            table.add_column(names[c], justify="right", no_wrap=True, min_width=widths[c])
+        for row in range(len(pivot)):
+            table.add_row(*(shown[c][row] for c in keys), *(shown[c][row] for c in chunk))
+        console.print(table)
+    legend = [f"{names[c]}={c}" for c in values if names[c] != c]
+    if legend:
+        console.print(f"{db} · " + ", ".join(legend), highlight=False, soft_wrap=False)
+
+
 def _show_results(results: pd.DataFrame, db: Path, pivot: bool, export: Path | None, *, total: int) -> None:
     wide = pivot_results(results) if pivot and not results.empty else None
     if export is not None:
         written = results if wide is None else wide
         export_frame(written, export)
         console.print(f"Wrote {len(written)} row(s) to {export}", highlight=False)
-    if results.empty:
-        if total == 0:
-            console.print(f"No results in {db} yet. Run `robustlab demo` or `robustlab eval` to add some.")
-        else:
-            console.print(
-                f"No results match these filters ({total} result(s) in {db}). Drop a filter, or list "
-                "the runs with `robustlab results --runs`."
-            )
-        return
-    if export is not None:
+    if _nothing_to_show(results, db, total) or export is not None:
         return  # exporting is for large selections; printing them too would only scroll the message away
     if wide is not None:
         shown = wide.reset_index().rename(columns={"params_json": "params"})
