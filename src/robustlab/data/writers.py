@@ -32,7 +32,7 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -415,7 +415,18 @@ def preview_grid(
 
 
 # ------------------------------------------------------------------------------------------ adversarial examples
-def write_adversarial_examples(out: Path, outcome: object, clean: object, png: bool) -> list[Path]:
+class AttackResult(Protocol):
+    """What :func:`write_adversarial_examples` reads from an attack's outcome (``engine.AttackOutcome`` has it)."""
+
+    adversarial: Tensor
+    indices: Tensor
+    labels: Tensor
+    clean_pred: Tensor
+    adv_pred: Tensor
+    success: Tensor
+
+
+def write_adversarial_examples(out: Path, outcome: AttackResult, clean: Tensor, png: bool) -> list[Path]:
     """Write an attack's adversarial examples and per-sample outcomes into ``out``.
 
     Files (each written under a temporary name and renamed when complete):
@@ -438,16 +449,16 @@ def write_adversarial_examples(out: Path, outcome: object, clean: object, png: b
     """
     files = [out / "adversarial.npz", out / "outcome.csv"]
     out.mkdir(parents=True, exist_ok=True)
-    adv = outcome.adversarial.float()  # type: ignore[attr-defined]
-    delta = (adv - clean).flatten(1)  # type: ignore[operator]
+    adv = outcome.adversarial.float()
+    delta = (adv - clean).flatten(1)
     linf, l2 = delta.abs().amax(dim=1), delta.norm(dim=1)
-    arrays = {
+    arrays: dict[str, Any] = {
         "images": adv.numpy(),
-        "indices": outcome.indices.numpy(),  # type: ignore[attr-defined]
-        "labels": outcome.labels.numpy(),  # type: ignore[attr-defined]
-        "clean_pred": outcome.clean_pred.numpy(),  # type: ignore[attr-defined]
-        "adv_pred": outcome.adv_pred.numpy(),  # type: ignore[attr-defined]
-        "success": outcome.success.numpy(),  # type: ignore[attr-defined]
+        "indices": outcome.indices.numpy(),
+        "labels": outcome.labels.numpy(),
+        "clean_pred": outcome.clean_pred.numpy(),
+        "adv_pred": outcome.adv_pred.numpy(),
+        "success": outcome.success.numpy(),
     }
     tmp = out / ".adversarial.npz.partial"
     with tmp.open("wb") as f:

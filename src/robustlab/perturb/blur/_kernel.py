@@ -88,6 +88,7 @@ def defocus_kernel(radius: float, alias_blur: float) -> np.ndarray:
     radius > 8), normalised to sum 1, then smoothed by OpenCV's ``GaussianBlur`` (3x3, or 5x5 for radius > 8, σ =
     ``alias_blur``, border reflect-101), reproduced here without OpenCV.
     """
+    grid: np.ndarray
     if radius <= 8:
         grid = np.arange(-8, 8 + 1)
         ksize = 3
