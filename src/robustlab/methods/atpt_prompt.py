@@ -7,7 +7,8 @@ is run on embeddings instead of token ids, mirroring open_clip's ``CLIP.encode_t
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Protocol, cast
 
 import torch
 import torch.nn.functional as F
@@ -18,7 +19,37 @@ from robustlab.models.classifier import Classifier
 DEFAULT_CTX_INIT = "a photo of a"
 
 
-def _clip_parts(model: Classifier) -> nn.Module:
+class CLIPParts(Protocol):
+    """The attributes of an open_clip ``CLIP`` that prompt tuning, its attacks and its attention maps read.
+
+    Through ``nn.Module.__getattr__`` every submodule and buffer reads as ``Tensor | Module``; this names them.
+    """
+
+    token_embedding: nn.Embedding
+    positional_embedding: Tensor
+    transformer: nn.Module
+    ln_final: nn.Module
+    text_projection: Tensor | nn.Linear
+    attn_mask: Tensor | None
+    logit_scale: Tensor
+    visual: nn.Module
+
+    def encode_image(self, image: Tensor) -> Tensor: ...
+
+
+def clip_of(model: Classifier) -> CLIPParts:
+    """The open_clip CLIP inside a zero-shot CLIP classifier (``model.net.clip``), typed by the parts read here."""
+    # cast: the type system sees an nn.Module attribute; create_model("openclip:...") puts an open_clip CLIP there
+    return cast(CLIPParts, model.net.clip)
+
+
+def clip_tokenizer(model: Classifier) -> Callable[[list[str]], Tensor]:
+    """The open_clip tokenizer of a zero-shot CLIP classifier (``model.net.tokenizer``): strings -> ``(B, L)`` ids."""
+    # cast: as in clip_of, the attribute is ZeroShotCLIP's tokenizer, which nn.Module's typing cannot see
+    return cast("Callable[[list[str]], Tensor]", model.net.tokenizer)
+
+
+def _clip_parts(model: Classifier) -> CLIPParts:
     clip = getattr(getattr(model, "net", None), "clip", None)
     needed = ("token_embedding", "positional_embedding", "transformer", "ln_final", "text_projection")
     if clip is None or not all(hasattr(clip, name) for name in needed):
@@ -26,7 +57,7 @@ def _clip_parts(model: Classifier) -> nn.Module:
             f"test-time prompt tuning needs an open_clip CLIP classifier with a plain text tower "
             f"(create_model('openclip:<arch>/<tag>', class_names=[...])), got {getattr(model, 'name', '') or model!r}"
         )
-    return clip
+    return cast(CLIPParts, clip)  # cast: every attribute of CLIPParts that text_features reads was checked above
 
 
 class PromptLearner(nn.Module):
@@ -45,12 +76,17 @@ class PromptLearner(nn.Module):
         ctx ``(n_ctx, width)``; :meth:`text_features` -> ``(K, embed_dim)``.
     """
 
+    tokens: Tensor
+    prefix: Tensor
+    suffix: Tensor
+    init_ctx: Tensor
+
     def __init__(
         self, model: Classifier, class_names: Sequence[str] | None = None, ctx_init: str = DEFAULT_CTX_INIT
     ) -> None:
         super().__init__()
         clip = _clip_parts(model)
-        tokenizer = model.net.tokenizer
+        tokenizer = clip_tokenizer(model)
         names = list(class_names if class_names is not None else model.class_names)
         if not names:
             raise ValueError("PromptLearner needs at least one class name")
@@ -79,7 +115,7 @@ class PromptLearner(nn.Module):
         self.ctx = nn.Parameter(init.clone())
 
     @property
-    def clip(self) -> nn.Module:
+    def clip(self) -> CLIPParts:
         return self._clip[0]
 
     @torch.no_grad()
@@ -93,9 +129,10 @@ class PromptLearner(nn.Module):
         ctx = self.ctx if ctx is None else ctx
         k = self.prefix.shape[0]
         x = torch.cat([self.prefix, ctx.unsqueeze(0).expand(k, -1, -1), self.suffix], dim=1)
-        cast = clip.transformer.get_cast_dtype() if hasattr(clip.transformer, "get_cast_dtype") else x.dtype
+        get_cast_dtype = getattr(clip.transformer, "get_cast_dtype", None)
+        dtype = get_cast_dtype() if get_cast_dtype is not None else x.dtype
         length = x.shape[1]
-        x = x.to(cast) + clip.positional_embedding[:length].to(cast)
+        x = x.to(dtype) + clip.positional_embedding[:length].to(dtype)
         mask = clip.attn_mask[:length, :length] if clip.attn_mask is not None else None
         x = clip.transformer(x, attn_mask=mask)
         x = clip.ln_final(x)
@@ -120,7 +157,7 @@ def encode_images(model: Classifier, images: Tensor) -> Tensor:
         ``(N, 3, H, W)`` -> ``(N, embed_dim)``.
     """
     normalised = (images - model.mean.to(images.dtype)) / model.std.to(images.dtype)
-    return F.normalize(model.net.clip.encode_image(normalised).float(), dim=-1)
+    return F.normalize(clip_of(model).encode_image(normalised).float(), dim=-1)
 
 
 def adamw_steps(

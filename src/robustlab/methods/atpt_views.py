@@ -15,6 +15,7 @@ from torch import Tensor
 from robustlab.explain import gradient_rollout, token_gradient_rollout, total_variation
 from robustlab.explain.hooks import ActivationHooks
 from robustlab.explain.rollout import clip_and_scale
+from robustlab.methods.atpt_prompt import clip_of
 from robustlab.methods.augmix import augmix
 from robustlab.models.classifier import Classifier
 
@@ -88,8 +89,8 @@ def clip_resnet_grad_cam(model: Classifier, images: Tensor, labels: Tensor) -> T
     Shape:
         images ``(N, 3, H, W)``, labels ``(N,)`` -> ``(N, h, w)`` on the feature grid.
     """
-    visual = model.net.clip.visual
-    with torch.enable_grad(), ActivationHooks(model, {"layer4": visual.layer4}) as hooks:
+    layer4 = clip_of(model).visual.get_submodule("layer4")
+    with torch.enable_grad(), ActivationHooks(model, {"layer4": layer4}) as hooks:
         leaf = images.detach().requires_grad_(True)
         logits = model(leaf)
         score = logits.gather(1, labels[:, None]).sum()
@@ -101,7 +102,7 @@ def clip_resnet_grad_cam(model: Classifier, images: Tensor, labels: Tensor) -> T
 
 
 def is_vit_tower(model: Classifier) -> bool:
-    visual = model.net.clip.visual
+    visual = clip_of(model).visual
     return hasattr(visual, "transformer") and hasattr(visual, "grid_size")
 
 
