@@ -51,3 +51,31 @@ def test_the_command_line_tunes_the_allocator_unless_told_not_to() -> None:
         env={**os.environ, "ROBUSTLAB_MALLOC": "system"},
     ).stdout
     assert "APPLIED False" in env_out
+
+
+@pytest.mark.skipif(not _GLIBC, reason="mallopt is glibc's")
+def test_the_first_perturb_call_tunes_the_allocator_like_the_command_line() -> None:
+    # library users get the CLI's allocator settings without a setup call; the opt-out and a host's own settings hold
+    code = (
+        "import torch, robustlab.runtime as r\n"
+        "from robustlab.perturb import perturb\n"
+        "{pre}\n"
+        "before = r._applied\n"
+        "perturb(torch.rand(1, 3, 8, 8), 'brightness', 1)\n"
+        "print('BEFORE', before, 'AFTER', r._applied)"
+    )
+
+    def run(pre: str, **env: str) -> str:
+        proc = subprocess.run(
+            [sys.executable, "-c", code.format(pre=pre)],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={**{k: v for k, v in os.environ.items() if k != "ROBUSTLAB_MALLOC"}, **env},
+        )
+        return proc.stdout.strip()
+
+    assert run("") == f"BEFORE None AFTER {(256 << 20, 1 << 30)}"
+    assert run("", ROBUSTLAB_MALLOC="system") == "BEFORE None AFTER None"
+    own = "r.tune_allocator(mmap_threshold=64 << 20)"
+    assert run(own) == f"BEFORE {(64 << 20, 1 << 30)} AFTER {(64 << 20, 1 << 30)}"

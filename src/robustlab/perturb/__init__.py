@@ -27,6 +27,7 @@ from robustlab.perturb.occlusion import patch_occlusion, random_patch_occlusion
 from robustlab.perturb.sequences import NOISE_SEQUENCES, SEQUENCES, TEMPORAL_SEQUENCES
 from robustlab.perturb.sweep import additive_gaussian_noise
 from robustlab.rng import Generators
+from robustlab.runtime import tune_allocator_once
 
 __all__ = [
     "ALL_CORRUPTIONS",
@@ -85,6 +86,7 @@ def perturb(
             "perturbation_sequence()" if name.endswith("_sequence") else "patch_occlusion() (it returns the mask too)"
         )
         raise ValueError(f"{name!r} takes no severity; call {hint} instead of perturb()")
+    tune_allocator_once()  # the CLI's allocator settings for library calls too (robustlab.runtime; opt-out there)
     if isinstance(images, torch.Tensor) and not images.is_contiguous():
         # the kernels index and shift whole rows of NCHW planes; a channels-last batch (e.g. a permuted NHWC array)
         # made motion and zoom blur 3x slower, which one copy here avoids. The result is NCHW-contiguous

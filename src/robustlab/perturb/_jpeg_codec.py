@@ -201,12 +201,15 @@ def codec_roundtrip(images: Tensor, quality: int, rounding: str, out: Tensor, sc
     Shape:
         ``images`` and ``out``: ``(N, 3, H, W)``.
     """
-    # the same float steps as the batched model (the product in the input's precision, then float32)
+    # the same float steps as the batched model (the product in the input's precision, then float32). Validated
+    # inputs lie in [-1e-6, 1 + 1e-6], so every level + 1e-3 (or + 0.5) is positive and the uint8 cast's truncation is
+    # the model's floor; "nearest" keeps round-half-even like the model
     levels = torch.mul(images.detach(), 255.0, out=torch.empty(images.shape, dtype=torch.float32, device=images.device))
-    levels = levels.add_(1e-3).floor_() if rounding == "floor" else levels.round_()
-    levels = levels.clamp_(0.0, 255.0).to(torch.uint8).contiguous()
-    decoded = torch.empty_like(levels)
-    _levels_roundtrip(levels, quality, decoded)
-    out.copy_(decoded)
+    levels = levels.add_(1e-3) if rounding == "floor" else levels.round_()
+    levels8 = levels.to(torch.uint8)
+    decoded = torch.empty_like(levels8)
+    _levels_roundtrip(levels8, quality, decoded)
     if scale:
-        out.div_(255.0)
+        torch.div(decoded, 255.0, out=out)  # float32 division of the levels, as the model's out / 255
+    else:
+        out.copy_(decoded)
