@@ -38,6 +38,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from robustlab._checks import check_choice
+
 log = logging.getLogger(__name__)
 
 __all__ = [
@@ -318,8 +320,7 @@ def write_corrupted_dataset(
     if fmt is None:
         first, _ = dataset.get_batch([0]) if len(dataset) else (torch.empty(0, 3, 0, 0), None)
         fmt = "cifar" if tuple(first.shape[-2:]) == (32, 32) else "imagenet"
-    if fmt not in FORMATS:
-        raise ValueError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    check_choice(fmt, FORMATS, "--format")
     if fmt == "imagenet":
         dataset = _imagenet_view(dataset, size)
     count = len(dataset) if n is None else min(int(n), len(dataset))

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 from torch import Tensor
 
-from robustlab._checks import check_images
+from robustlab._checks import check_choice, check_images
 from robustlab.perturb._profiles import resolve_profile
 
 __all__ = ["PADDING_MODES", "SEQUENCE_TABLES"]
@@ -186,6 +186,5 @@ def _steps(span: tuple[float, float], frames: int) -> list[float]:
 
 
 def _check_padding(padding_mode: str) -> str:
-    if padding_mode not in PADDING_MODES:
-        raise ValueError(f"padding_mode must be one of {', '.join(PADDING_MODES)}, got {padding_mode!r}")
-    return padding_mode
+    """``padding_mode`` when it is one of :data:`PADDING_MODES`; ``ValueError`` with close matches otherwise."""
+    return check_choice(padding_mode, PADDING_MODES, "padding_mode")
