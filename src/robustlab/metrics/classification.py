@@ -76,4 +76,5 @@ def wilson_interval(accuracy: float, n: int, *, z: float = 1.959963984540054) ->
     z2 = z * z
     centre = (accuracy + z2 / (2 * n)) / (1 + z2 / n)
     half = z / (1 + z2 / n) * math.sqrt(accuracy * (1 - accuracy) / n + z2 / (4 * n * n))
-    return max(0.0, centre - half), min(1.0, centre + half)
+    # clamped to the value as well: at 0 % or 100 % rounding can leave a bound a hair past it
+    return min(accuracy, max(0.0, centre - half)), max(accuracy, min(1.0, centre + half))

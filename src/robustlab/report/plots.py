@@ -53,8 +53,9 @@ def _yerr(values: Sequence[float], counts: Sequence[object]) -> list[list[float]
         n = _count(count)
         if n and 0.0 <= value <= 1.0:
             low, high = wilson_interval(value, n)
-            below.append(value - low)
-            above.append(high - value)
+            # clamped: at 0 % or 100 % rounding can put the bound a hair past the value
+            below.append(max(0.0, value - low))
+            above.append(max(0.0, high - value))
             any_n = True
         else:
             below.append(0.0)
