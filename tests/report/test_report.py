@@ -194,3 +194,16 @@ def test_report_without_baseline_has_no_relative_columns(tmp_path) -> None:
     parser.feed(write_report(db, tmp_path / "b.html").read_text())
     head, _ = parser.tables["leaderboard-d"]
     assert "mean corr. error %" in head and not any("mCE" in h for h in head)
+
+
+def test_report_draws_error_bars_at_zero_and_full_accuracy(tmp_path) -> None:
+    db = tmp_path / "z.db"
+    with Store(db) as store, store.run("test", {}) as run_id:
+        params = {"eps": 8 / 255, "norm": "linf", "steps": 10}
+        cells = [Cell(ResultKey.create("m", "d", "clean_accuracy", perturbation="pgd", params=params), 1.0, 100),
+                 Cell(ResultKey.create("m", "d", "robust_accuracy", perturbation="pgd", params=params), 0.0, 100)]  # fmt: skip
+        store.add(run_id, cells)
+    html = write_report(db, tmp_path / "z.html").read_text()
+    assert html.count("data:image/png;base64,") == 1
+    low, high = wilson_interval(0.0, 100)
+    assert low == 0.0 and f"[0.0, {100 * high:.1f}]" in html
