@@ -200,8 +200,10 @@ def test_report_draws_error_bars_at_zero_and_full_accuracy(tmp_path) -> None:
     db = tmp_path / "z.db"
     with Store(db) as store, store.run("test", {}) as run_id:
         params = {"eps": 8 / 255, "norm": "linf", "steps": 10}
-        cells = [Cell(ResultKey.create("m", "d", "clean_accuracy", perturbation="pgd", params=params), 1.0, 100),
-                 Cell(ResultKey.create("m", "d", "robust_accuracy", perturbation="pgd", params=params), 0.0, 100)]  # fmt: skip
+        cells = [
+            Cell(ResultKey.create("m", "d", metric, perturbation="pgd", params=params), value, 100)
+            for metric, value in (("clean_accuracy", 1.0), ("robust_accuracy", 0.0))
+        ]
         store.add(run_id, cells)
     html = write_report(db, tmp_path / "z.html").read_text()
     assert html.count("data:image/png;base64,") == 1
