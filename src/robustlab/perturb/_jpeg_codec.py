@@ -92,7 +92,9 @@ def _levels_roundtrip(levels: Tensor, quality: int, out: Tensor) -> None:
     assert ops is not None  # callers verified the codec first
     n = levels.shape[0]
     if levels.device.type == "cuda":  # nvJPEG codes the whole list in batched kernels
-        torch.stack(ops.decode_cuda(ops.encode_cuda(list(levels), quality), levels.device), out=out)
+        # the batched decoder takes the JPEG bytes from host memory
+        data = [d.cpu() for d in ops.encode_cuda(list(levels), quality)]
+        torch.stack(ops.decode_cuda(data, levels.device), out=out)
         return
 
     def work(lo: int, hi: int) -> None:
