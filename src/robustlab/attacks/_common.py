@@ -19,6 +19,7 @@ from torch import Tensor, nn
 # check_choice and Generators have one home each (layer 0); re-exported so the attacks keep calling c.check_choice
 from robustlab._checks import check_choice as check_choice
 from robustlab._checks import check_images, check_labels, warn_if_training
+from robustlab.models.custom import warn_if_unwrapped
 from robustlab.rng import Generators as Generators
 
 NORMS = ("linf", "l2")
@@ -29,8 +30,10 @@ DEFAULT_EPS: dict[str, float] = {"linf": 8 / 255, "l2": 0.5}
 
 
 def check_model(model: object, what: str) -> nn.Module:
+    """The model, checked to be a module; a plain one (not a Classifier) warns once that it gets raw pixels."""
     if not isinstance(model, nn.Module):
         raise ValueError(f"{what} needs a torch.nn.Module that maps images to logits, got {type(model).__name__}")
+    warn_if_unwrapped(model, what)
     return model
 
 

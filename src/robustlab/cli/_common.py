@@ -21,8 +21,6 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from robustlab.engine.loading import load_model_and_data  # noqa: F401  (re-exported for the verbs)
-
 console = Console()
 err_console = Console(stderr=True)
 
@@ -48,6 +46,91 @@ def data_dir_option(help: str = "The shared data folder (datasets, weights/).") 
 
 def device_option() -> Any:
     return typer.Option(None, "--device", help="cpu, cuda, cuda:1 ... (default: cuda if present).")
+
+
+# bring your own model: how a network from the user's own file is built and fed (robustlab.models.custom)
+def weights_option() -> Any:
+    return typer.Option(None, "--weights", help="State dict for --model (safetensors or torch, weights_only=True).")
+
+
+def mean_option() -> Any:
+    return typer.Option(None, "--mean", help="Your network's normalisation mean, e.g. 0.485,0.456,0.406.")
+
+
+def std_option() -> Any:
+    return typer.Option(None, "--std", help="Your network's normalisation std, e.g. 0.229,0.224,0.225.")
+
+
+def input_size_option() -> Any:
+    return typer.Option(
+        None, "--input-size", help="Your network's input: 32, 224x224 or 3,32,32 (default: the data's)."
+    )
+
+
+def num_classes_option() -> Any:
+    return typer.Option(None, "--num-classes", min=1, help="Your network's outputs (default: read off one forward).")
+
+
+MODEL_HELP = (
+    "Model spec (robustlab list models), a checkpoint file:PATH, or your own network as path/to/file.py:ClassName "
+    "or package.module:factory (with --weights, --mean, --std, --input-size, --num-classes)."
+)
+
+
+def _numbers(text: str | None, flag: str) -> list[float] | None:
+    if text is None:
+        return None
+    try:
+        return [float(v) for v in re.split(r"[,x\s]+", text.strip()) if v]
+    except ValueError:
+        raise ValueError(f"{flag} takes numbers separated by commas, e.g. 0.5,0.5,0.5; got {text!r}") from None
+
+
+def load_model_and_data(
+    model: str,
+    data: str,
+    *,
+    split: str = "test",
+    n: int | None = None,
+    data_dir: Any = None,
+    pretrained: bool = True,
+    device: Any = None,
+    weights: Path | None = None,
+    mean: str | None = None,
+    std: str | None = None,
+    input_size: str | None = None,
+    num_classes: int | None = None,
+) -> tuple[Any, Any]:
+    """The model and its dataset as the verbs need them: built, labelled by the model's class names, fitted.
+
+    Built-in specs go through ``create_model``; the user's own network (``file.py:ClassName``) through
+    ``create_custom_model`` with the flags. Class folders are matched to the model's class names by name.
+
+    Raises:
+        ValueError: normalisation flags for a model that brings its own, bad numbers, or anything the loaders
+            and :func:`robustlab.data.match_model_classes` refuse.
+    """
+    from robustlab.data import fit_to_model, head, load_dataset, match_model_classes
+    from robustlab.models import create_custom_model, create_model, is_user_model
+
+    dataset = load_dataset(data, split=split, data_dir=data_dir)
+    mean_v, std_v, size_v = _numbers(mean, "--mean"), _numbers(std, "--std"), _numbers(input_size, "--input-size")
+    if is_user_model(model):
+        if size_v is None and len(dataset):
+            size_v = list(dataset.get_batch([0])[0].shape[1:])  # the data's own size unless the net says otherwise
+        clf = create_custom_model(model, weights=weights, mean=mean_v, std=std_v,
+                                  input_size=[int(v) for v in size_v] if size_v else None, num_classes=num_classes)
+    else:  # fmt: skip
+        given = [flag for flag, v in (("--mean", mean), ("--std", std), ("--input-size", input_size)) if v is not None]
+        if given:
+            raise ValueError(f"{', '.join(given)} describe your own network (--model path/to/file.py:ClassName); "
+                             f"{model} brings its own normalisation and input size")  # fmt: skip
+        clf = create_model(model, pretrained=pretrained, weights=weights, num_classes=num_classes, data_dir=data_dir,
+                           class_names=dataset.class_names if model.startswith("openclip:") else None)  # fmt: skip
+    if device is not None:
+        clf.to(device)
+    dataset = fit_to_model(match_model_classes(dataset, clf.class_names), clf.data_config)
+    return clf, head(dataset, n)
 
 
 # errors a user can fix: shown as one line, never as a traceback

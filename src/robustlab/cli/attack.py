@@ -21,18 +21,24 @@ from rich.markup import escape
 
 from robustlab.cli._app import app
 from robustlab.cli._common import (
+    MODEL_HELP,
     command_line,
     console,
     data_dir_option,
     data_option,
     db_option,
     device_option,
+    input_size_option,
     load_model_and_data,
     make_progress,
+    mean_option,
     note_data,
+    num_classes_option,
     progress_callback,
     refuse_overwrite,
+    std_option,
     user_errors,
+    weights_option,
 )
 from robustlab.data.writers import write_adversarial_examples
 
@@ -46,7 +52,7 @@ def _check_out(out: Path, png: bool, overwrite: bool) -> None:
 
 @app.command("attack")
 def attack_command(
-    model: str = typer.Option(..., "--model", help="Model spec (robustlab models lists them)."),
+    model: str = typer.Option(..., "--model", help=MODEL_HELP),
     data: str = data_option(),
     attack: str = typer.Option(
         "pgd:eps=8/255,steps=20", "--attack", help="Attack and options, e.g. 'pgd:eps=8/255,steps=20,norm=linf'."
@@ -62,6 +68,11 @@ def attack_command(
     device: str | None = device_option(),
     data_dir: Path | None = data_dir_option(),
     pretrained: bool = typer.Option(True, "--pretrained/--random-init"),
+    weights: Path | None = weights_option(),
+    mean: str | None = mean_option(),
+    std: str | None = std_option(),
+    input_size: str | None = input_size_option(),
+    num_classes: int | None = num_classes_option(),
 ) -> None:
     """Attack a dataset with one attack setting; write adversarial examples and per-sample outcomes."""
     import torch
@@ -83,7 +94,8 @@ def attack_command(
         _check_out(out, png, overwrite)
         dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         clf, dataset = load_model_and_data(
-            model, data, split=split, n=n, data_dir=data_dir, pretrained=pretrained, device=dev
+            model, data, split=split, n=n, data_dir=data_dir, pretrained=pretrained, device=dev, weights=weights,
+            mean=mean, std=std, input_size=input_size, num_classes=num_classes,
         )
         note_data(n, dataset)
         check_conditions([condition], clf, dataset, dev)  # bad settings fail before a run is recorded

@@ -10,22 +10,28 @@ from rich.table import Table
 
 from robustlab.cli._app import app
 from robustlab.cli._common import (
+    MODEL_HELP,
     command_line,
     console,
     data_dir_option,
     data_option,
     db_option,
     device_option,
+    input_size_option,
     load_model_and_data,
     make_progress,
+    mean_option,
     note_data,
+    num_classes_option,
+    std_option,
     user_errors,
+    weights_option,
 )
 
 
 @app.command("eval")
 def eval_command(
-    model: str = typer.Option(..., "--model", help="Model spec (robustlab models lists them)."),
+    model: str = typer.Option(..., "--model", help=MODEL_HELP),
     data: str = data_option(),
     suite: str = typer.Option(
         "clean,corruptions,noise",
@@ -44,6 +50,11 @@ def eval_command(
     workers: int = typer.Option(0, "--workers", min=0, help="Data-loading processes (image folders)."),
     data_dir: Path | None = data_dir_option(),
     pretrained: bool = typer.Option(True, "--pretrained/--random-init"),
+    weights: Path | None = weights_option(),
+    mean: str | None = mean_option(),
+    std: str | None = std_option(),
+    input_size: str | None = input_size_option(),
+    num_classes: int | None = num_classes_option(),
     corrupted_data: Path | None = typer.Option(
         None,
         "--corrupted-data",
@@ -65,7 +76,8 @@ def eval_command(
     with user_errors():
         dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         clf, dataset = load_model_and_data(
-            model, data, split=split, n=n, data_dir=data_dir, pretrained=pretrained, device=dev
+            model, data, split=split, n=n, data_dir=data_dir, pretrained=pretrained, device=dev, weights=weights,
+            mean=mean, std=std, input_size=input_size, num_classes=num_classes,
         )
         note_data(n, dataset)
         first, _ = dataset.get_batch([0])

@@ -30,6 +30,7 @@ from robustlab.data.cifar import (
 )
 from robustlab.data.cifar_c import CIFAR_C_CORRUPTIONS, list_cifar_c_corruptions, load_cifar_c
 from robustlab.data.digits import load_digits
+from robustlab.data.class_match import match_model_classes
 from robustlab.data.folder import (
     FolderDataset,
     list_imagenet_c_corruptions,
@@ -68,6 +69,7 @@ __all__ = [
     "load_image_folder",
     "load_imagenet_c",
     "load_labels_csv_folder",
+    "match_model_classes",
 ]
 
 log = logging.getLogger(__name__)

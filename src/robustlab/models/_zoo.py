@@ -23,6 +23,7 @@ import torch
 
 from robustlab._registry import Registry, close_matches_message
 from robustlab.models.classifier import Classifier
+from robustlab.models.custom import create_custom_model, is_custom_spec
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +94,12 @@ def list_models() -> list[tuple[str, str]]:
     """
     rows = [(_spec_of(key), _summary(MODELS.get(key))) for key in MODELS.names()]
     return rows + [(loader.template, loader.description) for loader in LOADERS.values()]
+
+
+def is_user_model(spec: str) -> bool:
+    """Whether ``spec`` names the user's own network (``path/to/file.py:ClassName``, ``package.module:factory``)
+    rather than a robustlab scheme; see :mod:`robustlab.models.custom`."""
+    return is_custom_spec(spec, known_schemes=(*_REGISTERED_SCHEMES, *LOADERS))
 
 
 def _known_specs() -> list[str]:
@@ -186,12 +193,16 @@ def _build(
             raise ValueError(f"{spec!r} names no model; expected {LOADERS[scheme].template!r}")
         model = LOADERS[scheme].load(name, pretrained=pretrained, weights=weights, class_names=class_names,
                                      num_classes=num_classes)
+    elif sep and is_user_model(spec):
+        # the user's own network: path/to/file.py:ClassName or package.module:factory (robustlab.models.custom)
+        model = create_custom_model(spec, weights=weights, class_names=class_names, num_classes=num_classes)
     else:
         if sep and scheme not in _REGISTERED_SCHEMES:
             known = sorted({*_REGISTERED_SCHEMES, *LOADERS})
             raise ValueError(
                 close_matches_message("model", spec, _known_specs())
-                + f" Known schemes: {', '.join(known)}, or a bare name such as 'efficientnet_lite0'."
+                + f" Known schemes: {', '.join(known)}, or a bare name such as 'efficientnet_lite0', or your own "
+                "network as path/to/file.py:ClassName or package.module:factory."
             )
         key = _key_of(spec)
         if key not in MODELS:

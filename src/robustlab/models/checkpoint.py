@@ -31,9 +31,10 @@ from torch import Tensor
 
 from robustlab.models._common import resolve_class_names
 from robustlab.models._weights import load_into, read_file
-from robustlab.models._zoo import LOADERS, Loader, create_model
+from robustlab.models._zoo import LOADERS, Loader, create_model, is_user_model
 from robustlab.models.a3_module import attach_from_spec
 from robustlab.models.classifier import Classifier
+from robustlab.models.custom import create_custom_model
 
 FORMAT = "robustlab-checkpoint"
 VERSION = 1
@@ -162,7 +163,11 @@ def load_checkpoint(
             raise ValueError(
                 f"{path} has {len(saved_names)} outputs; got {len(names)} class names / num_classes"
             )
-        model = create_model(arch, pretrained=False, class_names=saved_names)
+        if is_user_model(arch):  # the user's own network, with the pixel contract it was saved with
+            model = create_custom_model(arch, mean=meta.get("mean"), std=meta.get("std"),
+                                        input_size=meta.get("input_size"), class_names=saved_names)  # fmt: skip
+        else:
+            model = create_model(arch, pretrained=False, class_names=saved_names)
     else:
         model = create_model(arch, pretrained=False, class_names=class_names, num_classes=num_classes)
         names = model.class_names
