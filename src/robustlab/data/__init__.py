@@ -29,8 +29,8 @@ from robustlab.data.cifar import (
     load_cifar_npz,
 )
 from robustlab.data.cifar_c import CIFAR_C_CORRUPTIONS, list_cifar_c_corruptions, load_cifar_c
-from robustlab.data.digits import load_digits
 from robustlab.data.class_match import match_model_classes
+from robustlab.data.digits import load_digits
 from robustlab.data.folder import (
     FolderDataset,
     list_imagenet_c_corruptions,
