@@ -230,8 +230,9 @@ def _noise_study(df: pd.DataFrame, attributes: Mapping[str, Mapping[str, object]
         return []
     joined = with_attributes(rows, attributes)
     grouped, verdicts = analysis_tables(joined)
-    columns = ["model", "dataset", "noise_at", "clean", "top_sigma", "noisy", "drop", "slope", "rank_difference",
-               "stem_kernel", "stem_stride", "input_size", "global_pool", "pretraining", "min_std", "num_params"]  # fmt: skip
+    measured = ["model", "dataset", "noise_at", "clean", "top_sigma", "noisy", "drop", "slope", "rank_difference"]
+    stored = ["stem_kernel", "stem_stride", "input_size", "global_pool", "pretraining", "min_std", "num_params"]
+    columns = measured + stored
     strips = attribute_strips(joined, ["stem_kernel", "input_size", "global_pool", "pretraining"])
     missing = sorted({r["model"] for r in rows} - set(attributes))
     parts = [

@@ -24,16 +24,24 @@ import pandas as pd  # noqa: E402
 from robustlab.metrics import wilson_interval  # noqa: E402
 
 _P = ParamSpec("_P")
-# one text size for every figure: legible on the page at 1:1, without touching matplotlib's global settings
-_TEXT = {"font.size": 11, "axes.titlesize": 12, "axes.labelsize": 11, "legend.fontsize": 10,
-         "xtick.labelsize": 10, "ytick.labelsize": 10, "figure.titlesize": 12}  # fmt: skip
 PAGE_WIDTH = 12.4  # inches at 100 dpi: the report's 1,240-px column
 
 
 def _legible(plot: Callable[_P, bytes]) -> Callable[_P, bytes]:
+    # one text size for every figure, legible on the page at 1:1, without touching matplotlib's global settings
     @functools.wraps(plot)
     def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> bytes:
-        with plt.rc_context(_TEXT):
+        with plt.rc_context(
+            {
+                "font.size": 11,
+                "axes.titlesize": 12,
+                "axes.labelsize": 11,
+                "legend.fontsize": 10,
+                "xtick.labelsize": 10,
+                "ytick.labelsize": 10,
+                "figure.titlesize": 12,
+            }
+        ):
             return plot(*args, **kwargs)
 
     return wrapper
@@ -41,7 +49,7 @@ def _legible(plot: Callable[_P, bytes]) -> Callable[_P, bytes]:
 
 def _count(value: object) -> int | None:
     """A stored sample count, or None where the store has none (NULL reads back as NA or NaN)."""
-    if value is None or pd.isna(value):  # type: ignore[call-overload]
+    if value is None or pd.isna(value):
         return None
     return int(value)  # type: ignore[call-overload]
 

@@ -401,9 +401,9 @@ def classifier_attributes(spec: str, clf: Any) -> Attributes:
     )
 
 
-def stored_or_built_attributes(store: Any, models: Sequence[str], *, data_dir: Any = None) -> tuple[
-    dict[str, dict[str, Any]], dict[str, str]
-]:
+def stored_or_built_attributes(
+    store: Any, models: Sequence[str], *, data_dir: Any = None
+) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
     """Each model's attributes from the store; models a store written before attributes were stored are built
     without weights (:func:`spec_attributes`) and their attributes stored, so the report finds them next time.
 
@@ -449,11 +449,13 @@ def _pool_from_forward(net: nn.Module, input_size: int) -> str:
     device = next((p.device for p in net.parameters()), torch.device("cpu"))
     gen = torch.Generator().manual_seed(0)
     with torch.no_grad():
-        shape = net.forward_features(torch.zeros(1, 3, input_size, input_size, device=device)).shape
+        # timm-style methods, present (checked above) but unknown to nn.Module's type
+        features: Callable[[torch.Tensor], torch.Tensor] = net.forward_features  # type: ignore[assignment]
+        head: Callable[[torch.Tensor], torch.Tensor] = net.forward_head  # type: ignore[assignment]
+        shape = features(torch.zeros(1, 3, input_size, input_size, device=device)).shape
         if len(shape) != 4:
             return UNKNOWN
         a, b = (torch.randn(shape, generator=gen).to(device) for _ in range(2))
-        head = net.forward_head
         order = torch.randperm(shape[2] * shape[3], generator=gen).to(device)
         shuffled = a.flatten(2)[..., order].view(shape)
         if not torch.allclose(head(a), head(shuffled), atol=1e-5):
