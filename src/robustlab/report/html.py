@@ -28,7 +28,7 @@ body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:2rem auto;ma
 h1{margin-bottom:.2rem} h2{margin-top:2.2rem;border-bottom:1px solid #ddd} h3{margin-bottom:.3rem}
 table{border-collapse:collapse;font-size:.9rem;margin:.5rem 0}
 th,td{border:1px solid #ddd;padding:.3rem .55rem;text-align:right;vertical-align:top}
-th{background:#f4f4f4;cursor:pointer;position:sticky;top:0;z-index:1}
+th{background:#f4f4f4;cursor:pointer;position:sticky;top:0;z-index:1} th.params{text-align:left}
 td.l,th.l{text-align:left} td.l{white-space:nowrap}
 .ci{color:#666;font-size:.8rem;white-space:nowrap} .note{color:#666;font-size:.78rem}
 .plots{display:flex;flex-direction:column;gap:1rem} .plots img{max-width:100%;height:auto;align-self:flex-start}
@@ -96,7 +96,7 @@ def _table(
     """A sortable table; ``formats`` per column (default :func:`_fmt`), ``titles`` as header tooltips."""
     formats, titles = formats or {}, titles or {}
     head = "".join(
-        f'<th class="{"l" if i < left else ""}"'
+        f'<th class="{"params" if str(c) == "params" else ("l" if i < left else "")}"'
         + (f' title="{html.escape(titles[str(c)])}"' if str(c) in titles else "")
         + f">{html.escape(str(c))}</th>"
         for i, c in enumerate(df.columns)
@@ -256,11 +256,11 @@ def _noise_study(df: pd.DataFrame, attributes: Mapping[str, Mapping[str, object]
 
 def _all_results(df: pd.DataFrame) -> str:
     """Every stored row, the value right after its key, in a scrolling box with a fixed header."""
-    order = ["model", "dataset", "perturbation", "severity", "metric", "value", "n", "params", "seed", "split", "run"]
+    order = ["model", "dataset", "perturbation", "metric", "severity", "value", "n", "params", "seed", "split", "run"]
     shown = df.rename(columns={"params_json": "params", "run_id": "run"})
     shown["run"] = shown["run"].str.slice(0, 8)
     shown = shown[[c for c in order if c in shown.columns]]
-    table = _table(shown, left=3, table_id="results", formats={"n": _fmt_int})
+    table = _table(shown, left=4, table_id="results", formats={"n": _fmt_int})
     return table.replace('<div class="wrap">', '<div class="wrap scroll">', 1)
 
 
