@@ -32,6 +32,7 @@ from robustlab.attacks._registry import ATTACKS
 from robustlab.attacks.apgd import apgd, apgd_checkpoints, apgd_t
 from robustlab.attacks.autoattack import autoattack
 from robustlab.attacks.fab import fab_t, project_onto_hyperplane
+from robustlab.attacks.front_door import attack
 from robustlab.attacks.gradient import fgsm, pgd
 from robustlab.attacks.losses import attack_objective, cw_loss, dlr_loss
 from robustlab.attacks.occlusion import patch_corruption_accuracy
@@ -49,6 +50,7 @@ __all__ = [
     "apgd",
     "apgd_checkpoints",
     "apgd_t",
+    "attack",
     "attack_objective",
     "autoattack",
     "cw_loss",

@@ -14,6 +14,7 @@ Plotting lives in :mod:`robustlab.explain.plot` (imports matplotlib only when ca
 
 from __future__ import annotations
 
+from robustlab._front_door import make_callable
 from robustlab.explain._common import normalize_maps
 from robustlab.explain._registry import EXPLAINERS
 from robustlab.explain.attention import attention_maps
@@ -60,3 +61,6 @@ __all__ = [
     "topk_iou",
     "total_variation",
 ]
+
+# robustlab.explain(model, images, method) calls explain(): the subpackage is also the top-level front door
+make_callable(__name__, explain)

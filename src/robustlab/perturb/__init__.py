@@ -11,6 +11,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from robustlab._front_door import make_callable
+
 # imported for their @PERTURBATIONS.register side effect
 from robustlab.perturb import blur, digital, jpeg, noise, occlusion, sequences, weather  # noqa: F401
 from robustlab.perturb._profiles import (
@@ -127,3 +129,7 @@ def perturbation_sequence(
 def list_perturbations() -> list[str]:
     """Every registered perturbation name."""
     return PERTURBATIONS.names()
+
+
+# robustlab.perturb(images, name, severity) calls perturb(): the subpackage is also the top-level front door
+make_callable(__name__, perturb)
