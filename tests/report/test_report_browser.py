@@ -48,6 +48,13 @@ def test_report_renders_with_every_plot(tmp_path) -> None:
     assert rendered.group(1) == plots.group(1)
     for number in ("0.9100", "0.8500", "0.7700"):
         assert number in dom
+    # at a 1,300-px window every plot is shown at its own size (1:1): none is scaled down
+    shrunk = re.search(r'data-plots-shrunk="(\d+)"', dom)
+    assert shrunk and shrunk.group(1) == "0"
+    # the leaderboard row of cnn_a: clean 91.0 % with its 95 % interval from n = 100
+    board = dom[dom.index('id="leaderboard-toy"') :]
+    row = board[board.index(">cnn_a<") : board.index("</tr>", board.index(">cnn_a<"))]
+    assert 'data-v="0.91"' in row and "91.0" in row and "[83.8, 95.2]" in row
     shot = tmp_path / "shot.png"
     subprocess.run([*common, f"--screenshot={shot}", page.as_uri()], capture_output=True, timeout=120)
     pixels = np.asarray(Image.open(shot).convert("L"), dtype=np.float64)

@@ -51,7 +51,9 @@ document.querySelectorAll('table.sortable th').forEach((th, i) => th.addEventLis
 // how many plots decoded, for automated checks of the rendered page
 window.addEventListener('load', () => { const imgs = Array.from(document.images);
   document.body.dataset.plots = imgs.length;
-  document.body.dataset.plotsRendered = imgs.filter(i => i.complete && i.naturalWidth > 0).length; });
+  document.body.dataset.plotsRendered = imgs.filter(i => i.complete && i.naturalWidth > 0).length;
+  // plots drawn at 1:1 keep their text legible; a shrunk one (a window narrower than the figure) is counted
+  document.body.dataset.plotsShrunk = imgs.filter(i => i.width < i.naturalWidth).length; });
 """
 
 
