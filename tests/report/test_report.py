@@ -209,3 +209,17 @@ def test_report_draws_error_bars_at_zero_and_full_accuracy(tmp_path) -> None:
     assert html.count("data:image/png;base64,") == 1
     low, high = wilson_interval(0.0, 100)
     assert low == 0.0 and f"[0.0, {100 * high:.1f}]" in html
+
+
+def test_report_command_refuses_an_unknown_baseline(tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    from robustlab.cli import app
+
+    db = tmp_path / "b.db"
+    _board_store(db)
+    args = ["report", "--db", str(db), "--out", str(tmp_path / "r.html"), "--baseline"]
+    result = CliRunner().invoke(app, [*args, "bse"])
+    assert result.exit_code == 1 and "pass one of: base, better" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "r.html").exists()
+    assert CliRunner().invoke(app, [*args, "base"]).exit_code == 0 and (tmp_path / "r.html").is_file()

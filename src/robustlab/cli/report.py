@@ -15,9 +15,15 @@ def report_command(
     db: Path = db_option(),
     out: Path = typer.Option(Path("robustlab-report.html"), "--out", help="HTML file to write."),
     title: str = typer.Option("robustlab report", "--title"),
-    baseline: str | None = typer.Option(None, "--baseline", help="Model to show per-corruption errors against."),
+    baseline: str | None = typer.Option(
+        None,
+        "--baseline",
+        help="A model in the store that mCE and relative mCE are normalised by (its own are 100 %); per-corruption "
+        "errors are plotted relative to it.",
+    ),
 ) -> None:
-    """Write an HTML report (plots embedded) of everything in the store: curves, error bars, tables, provenance."""
+    """Write an HTML report of everything in the store: a leaderboard per dataset (clean and robust accuracy with
+    95 % intervals, corruption errors, mCE, noise slope), plots with error bars, tables and provenance."""
     from robustlab.report import write_report
 
     with user_errors():
