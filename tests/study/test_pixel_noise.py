@@ -83,6 +83,8 @@ def test_ray_backend_gives_the_local_numbers_and_reports_failed_models(tmp_path)
             # the finished model's cells were written by the driver before the failure was raised
             assert info.value.study.accuracy == local.accuracy
             assert len(store.results(model=net)) == 2
+            # the worker's attributes reach the driver's store with its cells
+            assert store.attributes(model=net)[net]["stem_kernel"] == 3
             assert "cifar:no_such_net" in info.value.study.failed
             resumed = noise_study([net], "digits", "0,0.2", store=store, backend="ray", **kwargs)
     finally:
