@@ -9,13 +9,15 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
 
 from robustlab.attacks import _common as c
 from robustlab.attacks._registry import ATTACKS
+from robustlab.progress import StageDone, emit
+from robustlab.rng import Generators
 
 __all__ = ["AttackSpec", "WorstCaseResult", "worst_case"]
 
@@ -99,9 +101,9 @@ def worst_case(
     model: nn.Module,
     images: Tensor,
     labels: Tensor,
-    attacks: Sequence[AttackSpec],
+    attacks: AttackSpec | Sequence[AttackSpec],
     *,
-    generator: torch.Generator | list[torch.Generator] | None = None,
+    generator: Generators = None,
 ) -> WorstCaseResult:
     """Run attacks as an AutoAttack-style cascade: each one only on the images still classified correctly.
 
@@ -112,7 +114,7 @@ def worst_case(
         model: maps [0, 1] pixels to logits. Its mode is not changed.
         images: clean pixels in [0, 1].
         labels: true classes.
-        attacks: the cascade, in order; see :data:`AttackSpec`.
+        attacks: the cascade, in order (or one attack); see :data:`AttackSpec`.
         generator: passed to every attack; a list of one generator per image is subset to the images attacked,
             so an image's randomness does not depend on which other images are still robust.
 
@@ -135,11 +137,14 @@ def worst_case(
     model = c.check_model(model, "worst_case")
     images, labels = c.check_inputs(model, images, labels, "worst_case")
     single_pair = isinstance(attacks, tuple) and len(attacks) == 2 and isinstance(attacks[1], Mapping)
+    # casts: a ("name", {...}) pair is itself a Sequence, so only the checks here tell one spec from a cascade
     if isinstance(attacks, str) or single_pair or callable(attacks) or not isinstance(attacks, Sequence):
-        attacks = [attacks]  # a single spec
-    if not attacks:
+        specs: Sequence[AttackSpec] = [cast(AttackSpec, attacks)]  # a single spec
+    else:
+        specs = cast(Sequence[AttackSpec], attacks)
+    if not specs:
         raise ValueError("attacks is empty; give at least one attack, e.g. ['pgd']")
-    resolved = [_resolve(spec, i) for i, spec in enumerate(attacks)]
+    resolved = [_resolve(spec, i) for i, spec in enumerate(specs)]
     n = images.shape[0]
     generator = c.check_generators(generator, n)
 
@@ -166,6 +171,8 @@ def worst_case(
             robust[hit] = False
             fooled_at[hit] = stage
         accuracies.append(float(robust.double().mean()) if n else float("nan"))
+        # AutoAttack prints the robust accuracy after every stage; whoever listens (the CLI) can do the same
+        emit(StageDone(stage=resolved[stage - 1][0], index=stage, total=len(resolved), robust=int(robust.sum()), n=n))
     return WorstCaseResult(
         adversarial=adversarial,
         robust=robust,

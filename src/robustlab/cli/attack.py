@@ -28,18 +28,18 @@ from robustlab.cli._common import (
     data_option,
     db_option,
     device_option,
+    err_console,
     input_size_option,
     load_model_and_data,
-    make_progress,
     mean_option,
     note_data,
     num_classes_option,
-    progress_callback,
     refuse_overwrite,
     std_option,
     user_errors,
     weights_option,
 )
+from robustlab.cli._progress import ProgressView, format_seconds
 from robustlab.data.writers import write_adversarial_examples
 
 
@@ -104,12 +104,10 @@ def attack_command(
         with (
             Store(db) as store,
             store.run(command_line(), config, str(dev)) as run_id,
-            make_progress() as progress,
+            ProgressView(err_console, f"{name} on {dataset.name}") as view,
         ):
-            task = progress.add_task(f"{name} on {dataset.name}", total=None)
             outcome = attack_dataset(
-                clf, dataset, name, condition.params, seed=seed, batch_size=batch_size, device=dev,
-                callback=progress_callback(progress, task),
+                clf, dataset, name, condition.params, seed=seed, batch_size=batch_size, device=dev, callback=view,
             )  # fmt: skip
             values = outcome.values()
             keys = [_key(model, dataset, condition, seed, m) for m in condition.metrics]
@@ -121,4 +119,5 @@ def attack_command(
     console.print(f"[bold]{name}[/] ({shown}) on {where}, {len(outcome.labels)} images")
     console.print(f"clean accuracy {100 * values[0]:.2f} %  robust accuracy {100 * values[1]:.2f} %  "
                   f"attack success rate {100 * values[2]:.2f} %")  # fmt: skip
-    console.print("wrote " + ", ".join(escape(str(f)) for f in files) + f"; cells in [bold]{escape(str(db))}[/]")
+    console.print("wrote " + ", ".join(escape(str(f)) for f in files) + f"; cells in [bold]{escape(str(db))}[/]; "
+                  f"finished in {format_seconds(view.seconds)}")  # fmt: skip

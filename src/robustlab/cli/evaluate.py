@@ -17,9 +17,9 @@ from robustlab.cli._common import (
     data_option,
     db_option,
     device_option,
+    err_console,
     input_size_option,
     load_model_and_data,
-    make_progress,
     mean_option,
     note_data,
     num_classes_option,
@@ -27,6 +27,7 @@ from robustlab.cli._common import (
     user_errors,
     weights_option,
 )
+from robustlab.cli._progress import ProgressView, format_seconds
 
 
 @app.command("eval")
@@ -111,18 +112,8 @@ def eval_command(
         with (
             Store(db) as store,
             store.run(command_line(), config, device=str(dev)) as run_id,
-            make_progress() as progress,
+            ProgressView(err_console, f"{model} on {dataset.name}") as view,
         ):
-            task = progress.add_task("starting", total=None)
-
-            def callback(event: dict) -> None:
-                if event["kind"] == "group":
-                    progress.update(task, description=event["description"], completed=0, total=event["total"] or 1)
-                    if not event["total"]:
-                        progress.update(task, completed=1)
-                elif event["kind"] == "batch":
-                    progress.update(task, completed=event["done"])
-
             cells = evaluate(
                 clf,
                 dataset,
@@ -134,7 +125,7 @@ def eval_command(
                 batch_size=batch_size,
                 device=dev,
                 num_workers=workers,
-                callback=callback,
+                callback=view,
             )
     if rank() != 0:
         return
@@ -165,4 +156,5 @@ def eval_command(
         else:
             table.add_row(f"{name}: {metric.replace('_', ' ')}", f"{mean:.4f}")
     console.print(table)
-    console.print(f"{len(cells)} cells, {new} new, {len(cells) - new} already in [bold]{escape(str(db))}[/]")
+    console.print(f"{len(cells)} cells, {new} new, {len(cells) - new} already in [bold]{escape(str(db))}[/]; "
+                  f"finished in {format_seconds(view.seconds)}")  # fmt: skip

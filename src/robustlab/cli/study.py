@@ -17,12 +17,14 @@ from robustlab.cli._common import (
     data_option,
     db_option,
     device_option,
+    err_console,
     make_progress,
     print_error,
     progress_callback,
     refuse_overwrite,
     user_errors,
 )
+from robustlab.cli._progress import ProgressView
 
 study_app = typer.Typer(
     help='Model-zoo noise studies (after "Unlocking Noise-Resistant Vision", 2025): architecture attributes '
@@ -133,18 +135,13 @@ def noise_command(
     with user_errors():
         specs = [m.strip() for m in models.split(",") if m.strip()]
         _check_models(specs, data, data_dir=data_dir, pretrained=pretrained)
-        with Store(db) as store, make_progress() as progress:
-            task = progress.add_task("models", total=len(specs))
-
-            def callback(event: dict) -> None:
-                if event["kind"] == "model":
-                    progress.update(task, completed=event["done"], description=event["description"])
+        with Store(db) as store, ProgressView(err_console, "models") as view:
 
             try:
                 result = noise_study(specs, data, sigmas, store=store, n=n, data_dir=data_dir, noise_at=noise_at,
                                      seed=seed, batch_size=batch_size, device=device, pretrained=pretrained,
                                      backend=backend, ray_address=ray_address, retries=retries,
-                                     callback=callback)  # fmt: skip
+                                     callback=view)  # fmt: skip
             except StudyFailed as exc:
                 result, failure = exc.study, str(exc)
     table = Table(title=f"Gaussian noise on {escape(data)}")

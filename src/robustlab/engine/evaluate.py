@@ -24,11 +24,12 @@ from robustlab.data._base import ImageDataset, iter_batches
 from robustlab.engine.accuracy import _check_inputs, _model_device
 from robustlab.engine.suite import Condition, Group, build_suite, check_conditions
 from robustlab.metrics.perturbation import flip_fractions, top5_distances
+from robustlab.progress import BatchDone, CellDone, GroupStarted, listening
 from robustlab.store import Cell, ResultKey, Store
 
 log = logging.getLogger(__name__)
 
-Callback = Callable[[dict[str, Any]], None]
+Callback = Callable[[Any], None]
 
 
 @dataclass(frozen=True)
@@ -110,8 +111,10 @@ def evaluate(
         amp: mixed precision (default: on for CUDA).
         profile: corruption parameter profile (default: from the image size).
         num_workers: data-loading worker processes (for image folders).
-        callback: progress events ``{"kind": "group", "description", "total"}`` and ``{"kind": "batch", "done",
-            "total"}`` (batches of this rank's shard) and ``{"kind": "cell", "key", "value"}``.
+        callback: receives :mod:`robustlab.progress` events: :class:`~robustlab.progress.GroupStarted` (group k
+            of N still to compute, with its batches), :class:`~robustlab.progress.BatchDone` (batches of this
+            rank's shard), :class:`~robustlab.progress.CellDone`, and what runs inside a batch reports (AutoAttack's
+            :class:`~robustlab.progress.StageDone`).
 
     Returns:
         One :class:`CellResult` per condition, in suite order (from the store for resumed cells).
@@ -145,58 +148,94 @@ def evaluate(
 
     check_conditions([c for g in groups for c in g.conditions], model, dataset, device)
 
+    # the groups this call computes, counted up front so that progress reads "group k of N"
+    todo = [g for g in groups if any(_key(name, dataset, c, seed, m) not in done for c in g.conditions
+                                     for m in c.metrics)]  # fmt: skip
     results: list[CellResult] = []
-    for group in groups:
-        # one key per (condition, metric); a condition is pending when any of its cells is missing
-        keyed = [(c, [_key(name, dataset, c, seed, m) for m in c.metrics]) for c in group.conditions]
-        pending = [(c, ks) for c, ks in keyed if any(k not in done for k in ks)]
-        for _, ks in keyed:
-            results.extend(CellResult(k, done[k][0], done[k][1], resumed=True) for k in ks if k in done)
-        if not pending:
-            emit({"kind": "group", "description": f"{group.name} (done)", "total": 0})
-            continue
-        source = dataset
-        if group.dataset is not None:
-            source = group.dataset
-            if len(source) != len(dataset):
-                raise ValueError(
-                    f"{group.name}: {len(source)} samples but the clean dataset has {len(dataset)}; pre-made "
-                    "corrupted data must hold the same samples in the same order"
-                )
-        emit({"kind": "group", "description": group.name, "total": n_batches})
-        sums = [torch.zeros(len(c.metrics), dtype=torch.float64, device=device) for c, _ in pending]
-        count = 0
-        for b, batch in enumerate(iter_batches(source, batch_size, indices=mine, num_workers=num_workers)):
-            images = batch.images.to(device, non_blocking=True)
-            labels = batch.labels.to(device, non_blocking=True)
-            for j, (condition, _) in enumerate(pending):
-                if condition.measure is not None:  # attacks and explainers need gradients
-                    sums[j] += condition.measure(model, images, labels, batch.indices, seed).to(sums[j])
-                    continue
-                with torch.inference_mode():
-                    x = condition.images(images, batch.indices, seed)
-                    sums[j] += _measure(model, x, labels, condition, device, dtype, batch_size)
-            count += len(batch.indices)
-            emit({"kind": "batch", "done": b + 1, "total": n_batches})
-        totals = reduce_sum(torch.cat([*(v.cpu() for v in sums), torch.tensor([float(count)], dtype=torch.float64)]))
-        total = int(totals[-1])
-        cells, offset = [], 0
-        for condition, ks in pending:
-            part = totals[offset : offset + len(ks)]
-            if condition.finalize is not None:
-                values = [float(v) for v in condition.finalize(part, total)]
-            else:
-                values = [float(v) / total if total else float("nan") for v in part]
-            cells.extend(Cell(k, value, total) for k, value in zip(ks, values, strict=True) if k not in done)
-            offset += len(ks)
-        if store is not None and rank == 0:
-            store.add(run_id, cells)  # type: ignore[arg-type]
-        for cell in cells:
-            done[cell.key] = (cell.value, cell.n)
-            emit({"kind": "cell", "key": cell.key, "value": cell.value})
-            results.append(CellResult(cell.key, cell.value, cell.n, resumed=False))
+    with listening(callback):
+        for group in groups:
+            k = next((i for i, g in enumerate(todo, 1) if g is group), 0)
+            _run_group(group, (k, len(todo)), results, done, model, dataset, name, seed, batch_size, device,
+                       dtype, mine, n_batches, num_workers, store, run_id, rank, emit)  # fmt: skip
     position = {
         k: i
         for i, k in enumerate(_key(name, dataset, c, seed, m) for g in groups for c in g.conditions for m in c.metrics)
     }
     return sorted(results, key=lambda r: position[r.key])
+
+
+def _number(value: Any) -> str:
+    # radii read as the user wrote them: 8/255, not 0.0313725
+    if isinstance(value, float) and not value.is_integer() and abs(value * 255 - round(value * 255)) < 1e-6:
+        return f"{round(value * 255)}/255"
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _detail(group: Group) -> str:
+    """What a group holds, for progress: its severities, or its one setting, or how many settings."""
+    severities = sorted({c.severity for c in group.conditions if c.severity})
+    if severities:
+        if len(severities) == 1:
+            return f"severity {severities[0]}"
+        return f"severities {severities[0]}-{severities[-1]}" if severities == list(
+            range(severities[0], severities[-1] + 1)) else "severities " + ",".join(map(str, severities))  # fmt: skip
+    if len(group.conditions) == 1:
+        return ",".join(f"{k}={_number(v)}" for k, v in group.conditions[0].params.items())
+    return f"{len(group.conditions)} settings"
+
+
+def _run_group(
+    group: Group, position: tuple[int, int], results: list[CellResult], done: dict[ResultKey, tuple[float, int | None]],
+    model: nn.Module, dataset: ImageDataset, name: str, seed: int, batch_size: int, device: torch.device,
+    dtype: torch.dtype | None, mine: list[int], n_batches: int, num_workers: int, store: Store | None,
+    run_id: str | None, rank: int, emit: Callable[[Any], None],
+) -> None:  # fmt: skip
+    """Compute one group's pending cells in one pass over the data and store them (the loop body of evaluate)."""
+    # one key per (condition, metric); a condition is pending when any of its cells is missing
+    keyed = [(c, [_key(name, dataset, c, seed, m) for m in c.metrics]) for c in group.conditions]
+    pending = [(c, ks) for c, ks in keyed if any(k not in done for k in ks)]
+    for _, ks in keyed:
+        results.extend(CellResult(k, done[k][0], done[k][1], resumed=True) for k in ks if k in done)
+    if not pending:
+        return
+    source = dataset
+    if group.dataset is not None:
+        source = group.dataset
+        if len(source) != len(dataset):
+            raise ValueError(
+                f"{group.name}: {len(source)} samples but the clean dataset has {len(dataset)}; pre-made "
+                "corrupted data must hold the same samples in the same order"
+            )
+    emit(GroupStarted(index=position[0], total=position[1], name=group.name, detail=_detail(group),
+                      batches=n_batches))  # fmt: skip
+    sums = [torch.zeros(len(c.metrics), dtype=torch.float64, device=device) for c, _ in pending]
+    count = 0
+    for b, batch in enumerate(iter_batches(source, batch_size, indices=mine, num_workers=num_workers)):
+        images = batch.images.to(device, non_blocking=True)
+        labels = batch.labels.to(device, non_blocking=True)
+        for j, (condition, _) in enumerate(pending):
+            if condition.measure is not None:  # attacks and explainers need gradients
+                sums[j] += condition.measure(model, images, labels, batch.indices, seed).to(sums[j])
+                continue
+            with torch.inference_mode():
+                x = condition.images(images, batch.indices, seed)
+                sums[j] += _measure(model, x, labels, condition, device, dtype, batch_size)
+        count += len(batch.indices)
+        emit(BatchDone(done=b + 1, total=n_batches))
+    totals = reduce_sum(torch.cat([*(v.cpu() for v in sums), torch.tensor([float(count)], dtype=torch.float64)]))
+    total = int(totals[-1])
+    cells, offset = [], 0
+    for condition, ks in pending:
+        part = totals[offset : offset + len(ks)]
+        if condition.finalize is not None:
+            values = [float(v) for v in condition.finalize(part, total)]
+        else:
+            values = [float(v) / total if total else float("nan") for v in part]
+        cells.extend(Cell(k, value, total) for k, value in zip(ks, values, strict=True) if k not in done)
+        offset += len(ks)
+    if store is not None and rank == 0:
+        store.add(run_id, cells)  # type: ignore[arg-type]
+    for cell in cells:
+        done[cell.key] = (cell.value, cell.n)
+        emit(CellDone(key=cell.key, value=cell.value, n=cell.n))
+        results.append(CellResult(cell.key, cell.value, cell.n, resumed=False))

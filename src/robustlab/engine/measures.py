@@ -41,6 +41,7 @@ from robustlab.engine.conditions import (
 from robustlab.models.patch_corruptor import load_corruptor
 from robustlab.perturb import ALL_CORRUPTIONS, TEST_CORRUPTIONS, VALIDATION_CORRUPTIONS, perturb
 from robustlab.perturb.occlusion import corrupt_patches, keep_mask, patch_occlusion
+from robustlab.progress import BatchDone, listening
 
 # arguments an attack receives from the engine, never from the suite
 _ENGINE_ARGS = ("model", "images", "labels", "generator", "init", "targets", "target_labels", "patches")
@@ -231,7 +232,8 @@ def attack_dataset(
         seed: seed of the per-sample random starts.
         batch_size: samples per attack batch.
         device: where to run (default: the model's).
-        callback: ``{"kind": "batch", "done", "total"}`` after each batch.
+        callback: a :class:`~robustlab.progress.BatchDone` after each batch, and the attack's own events
+            (AutoAttack's :class:`~robustlab.progress.StageDone`).
 
     Returns:
         An :class:`AttackOutcome`.
@@ -240,12 +242,13 @@ def attack_dataset(
     device = torch.device(device) if device is not None else _model_device(model)
     parts: list[tuple[Tensor, ...]] = []
     total = (len(dataset) + batch_size - 1) // batch_size
-    for b, batch in enumerate(iter_batches(dataset, batch_size)):
-        images, labels = batch.images.to(device), batch.labels.to(device)
-        adv, clean_pred, adv_pred = attack_batch(name, params, model, images, labels, batch.indices, seed)
-        parts.append((batch.indices, batch.labels, clean_pred.cpu(), adv_pred.cpu(), adv.cpu()))
-        if callback is not None:
-            callback({"kind": "batch", "done": b + 1, "total": total})
+    with listening(callback):
+        for b, batch in enumerate(iter_batches(dataset, batch_size)):
+            images, labels = batch.images.to(device), batch.labels.to(device)
+            adv, clean_pred, adv_pred = attack_batch(name, params, model, images, labels, batch.indices, seed)
+            parts.append((batch.indices, batch.labels, clean_pred.cpu(), adv_pred.cpu(), adv.cpu()))
+            if callback is not None:
+                callback(BatchDone(done=b + 1, total=total))
     if not parts:
         raise ValueError("the dataset is empty")
     return AttackOutcome(*(torch.cat(column) for column in zip(*parts, strict=True)))
