@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     from robustlab import explain, perturb
     from robustlab.attacks import attack
     from robustlab.data import load_dataset
-    from robustlab.engine import evaluate
+    from robustlab.engine.evaluate import evaluate
     from robustlab.models import create_model
     from robustlab.store import Store
 
