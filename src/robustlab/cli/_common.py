@@ -231,41 +231,22 @@ def make_progress() -> Progress:
     )
 
 
-def batch_callback(progress: Progress, task_id: Any) -> Callable[[dict[str, Any]], None]:
-    """Follow an evaluation's ``{"kind": "batch", "done", "total"}`` events on a rich task."""
+def batch_callback(progress: Progress, task_id: Any) -> Callable[[Any], None]:
+    """Follow an evaluation's events (batches of each group) on a rich task (see cli._progress.ProgressView)."""
+    from robustlab.cli._progress import ProgressView
 
-    def callback(event: dict[str, Any]) -> None:
-        if event.get("kind") == "batch":
-            progress.update(task_id, completed=event["done"], total=event["total"])
-
-    return callback
+    return ProgressView.attach(progress, task_id)
 
 
-def fit_callback(progress: Progress, task_id: Any, label: str = "") -> Callable[[dict[str, Any]], None]:
+def fit_callback(progress: Progress, task_id: Any, label: str = "") -> Callable[[Any], None]:
     """Follow ``train.fit``'s step events on a rich task: step count, epoch and running loss."""
+    from robustlab.cli._progress import ProgressView
 
-    def callback(event: dict[str, Any]) -> None:
-        if event.get("kind") == "step":
-            description = f"{label}epoch {event.get('epoch')}  loss {event.get('loss', 0):.3f}"
-            progress.update(task_id, completed=event["step"], total=event.get("total"), description=description)
-
-    return callback
+    return ProgressView.attach(progress, task_id, label)
 
 
-def progress_callback(progress: Progress, task_id: Any) -> Callable[[dict[str, Any]], None]:
-    """Adapt the library's event callbacks (``{"kind": ..., "step": ..., "total": ...}``) to a rich task."""
+def progress_callback(progress: Progress, task_id: Any) -> Callable[[Any], None]:
+    """Follow any library callback's events (typed, or dicts with a count, total and description) on a rich task."""
+    from robustlab.cli._progress import ProgressView
 
-    def callback(event: dict[str, Any]) -> None:
-        total = event.get("total")
-        if total is not None:
-            progress.update(task_id, total=total)
-        if "completed" in event:
-            progress.update(task_id, completed=event["completed"])
-        elif "done" in event:
-            progress.update(task_id, completed=event["done"])
-        elif "step" in event:
-            progress.update(task_id, completed=event["step"])
-        if "description" in event:
-            progress.update(task_id, description=event["description"])
-
-    return callback
+    return ProgressView.attach(progress, task_id)

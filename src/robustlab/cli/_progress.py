@@ -61,6 +61,13 @@ class ProgressView:
         self._batches_before = 0  # batches of the groups already finished, for the overall bar
         self._stage_robust: dict[int, list[int]] = {}
 
+    @classmethod
+    def attach(cls, progress: Progress, task_id: Any, label: str = "") -> ProgressView:
+        """Follow events on a task of a progress display the caller already runs (one bar among several)."""
+        view = cls(progress.console, label.strip(), live=True)
+        view.progress, view._current = progress, task_id
+        return view
+
     # ------------------------------------------------------------------ context
     def __enter__(self) -> ProgressView:
         self.start = time.perf_counter()
@@ -155,7 +162,8 @@ class ProgressView:
                 self.line(f"{description or event.get('kind')}: {done}/{event.get('total')}  "
                           f"[{format_seconds(self.seconds)}]")  # fmt: skip
             return
-        self.progress.update(self._current, total=event.get("total"), completed=done or 0)
+        if done is not None:
+            self.progress.update(self._current, total=event.get("total"), completed=done)
         if description:
             self.progress.update(self._current, description=escape(str(description)))
 
