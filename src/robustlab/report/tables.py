@@ -111,8 +111,9 @@ def leaderboard(results: pd.DataFrame, *, baseline: str | None = None) -> dict[s
     Columns (each only when some model has it): ``n``; ``clean acc.``; ``robust acc. <norm> ε=<eps>`` for every
     attack radius in the store (the worst case over the attacks run at that radius: AutoAttack when it was run,
     otherwise the strongest attack stored); ``mean corr. error`` (unnormalised, over the test corruptions and
-    severities every model of the dataset has); with ``baseline``, ``mCE`` and ``rel. mCE`` against that model on
-    the same corruptions; ``mCE (AlexNet)`` / ``rel. mCE (AlexNet)`` for complete ImageNet-C rows;
+    severities every model of the dataset has); with ``baseline``, ``mCE vs <baseline>`` and ``rel. mCE vs
+    <baseline>`` (CE and relative CE normalised by that model, on the same corruptions and severities);
+    ``mCE (AlexNet)`` / ``rel. mCE (AlexNet)`` for complete ImageNet-C rows;
     ``validation mean error``; ``mean flip prob.``; ``noise slope``; ``cam cosine (mean)`` /
     ``attention cosine (mean)``.
 
