@@ -125,3 +125,15 @@ def test_class_folders_are_labelled_by_the_model_class_names(tmp_path) -> None:
     result = runner.invoke(app, ["eval", "--model", "cifar:small_cnn", "--random-init", "--data", str(bad),
                                  "--suite", "clean", "--db", str(tmp_path / "x.db")])  # fmt: skip
     assert result.exit_code == 1 and "kitten" in result.output
+
+
+def test_the_engine_loader_takes_your_own_network_for_library_workflows(user_model) -> None:
+    from robustlab.engine.loading import load_model_and_data
+
+    code, weights, data = user_model
+    model, dataset = load_model_and_data(f"{code}:TinyNet", str(data), weights=weights, mean=MEAN, std=(1, 1, 1))
+    assert model.input_size == (3, 8, 8)  # the data's size, as no size was given
+    images, labels = dataset.get_batch(list(range(len(dataset))))
+    assert (model(images).argmax(1) == labels).all()
+    with pytest.raises(ValueError, match="mean, std describe your own network"):
+        load_model_and_data("cifar:small_cnn", str(data), pretrained=False, mean=MEAN, std=(1, 1, 1))

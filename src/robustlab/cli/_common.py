@@ -90,47 +90,31 @@ def load_model_and_data(
     model: str,
     data: str,
     *,
-    split: str = "test",
-    n: int | None = None,
-    data_dir: Any = None,
-    pretrained: bool = True,
-    device: Any = None,
-    weights: Path | None = None,
     mean: str | None = None,
     std: str | None = None,
     input_size: str | None = None,
-    num_classes: int | None = None,
+    **kwargs: Any,
 ) -> tuple[Any, Any]:
-    """The model and its dataset as the verbs need them: built, labelled by the model's class names, fitted.
+    """The engine's :func:`~robustlab.engine.loading.load_model_and_data` with the flags' text parsed
+    (``--mean 0.5,0.5,0.5``, ``--input-size 3,32,32`` or ``224x224``)."""
+    from robustlab.engine.loading import load_model_and_data as load
+    from robustlab.models import is_user_model
 
-    Built-in specs go through ``create_model``; the user's own network (``file.py:ClassName``) through
-    ``create_custom_model`` with the flags. Class folders are matched to the model's class names by name.
+    given = [flag for flag, v in (("--mean", mean), ("--std", std), ("--input-size", input_size)) if v is not None]
+    if given and not is_user_model(model):
+        raise ValueError(f"{', '.join(given)} describe your own network (--model path/to/file.py:ClassName); "
+                         f"{model} brings its own normalisation and input size")  # fmt: skip
+    return load(model, data, mean=_numbers(mean, "--mean"), std=_numbers(std, "--std"), input_size=_sizes(input_size),
+                **kwargs)  # fmt: skip
 
-    Raises:
-        ValueError: normalisation flags for a model that brings its own, bad numbers, or anything the loaders
-            and :func:`robustlab.data.match_model_classes` refuse.
-    """
-    from robustlab.data import fit_to_model, head, load_dataset, match_model_classes
-    from robustlab.models import create_custom_model, create_model, is_user_model
 
-    dataset = load_dataset(data, split=split, data_dir=data_dir)
-    mean_v, std_v, size_v = _numbers(mean, "--mean"), _numbers(std, "--std"), _numbers(input_size, "--input-size")
-    if is_user_model(model):
-        if size_v is None and len(dataset):
-            size_v = list(dataset.get_batch([0])[0].shape[1:])  # the data's own size unless the net says otherwise
-        clf = create_custom_model(model, weights=weights, mean=mean_v, std=std_v,
-                                  input_size=[int(v) for v in size_v] if size_v else None, num_classes=num_classes)
-    else:  # fmt: skip
-        given = [flag for flag, v in (("--mean", mean), ("--std", std), ("--input-size", input_size)) if v is not None]
-        if given:
-            raise ValueError(f"{', '.join(given)} describe your own network (--model path/to/file.py:ClassName); "
-                             f"{model} brings its own normalisation and input size")  # fmt: skip
-        clf = create_model(model, pretrained=pretrained, weights=weights, num_classes=num_classes, data_dir=data_dir,
-                           class_names=dataset.class_names if model.startswith("openclip:") else None)  # fmt: skip
-    if device is not None:
-        clf.to(device)
-    dataset = fit_to_model(match_model_classes(dataset, clf.class_names), clf.data_config)
-    return clf, head(dataset, n)
+def _sizes(text: str | None) -> list[int] | None:
+    values = _numbers(text, "--input-size")
+    if values is None:
+        return None
+    if any(v != int(v) or v < 1 for v in values):
+        raise ValueError(f"--input-size takes positive whole numbers, e.g. 32, 224x224 or 3,32,32; got {text!r}")
+    return [int(v) for v in values]
 
 
 # errors a user can fix: shown as one line, never as a traceback
