@@ -23,8 +23,8 @@ Perturb = Callable[[Tensor, Tensor], Tensor]
 def _model_device(model: nn.Module) -> torch.device:
     for tensor in model.parameters():
         return tensor.device
-    for tensor in model.buffers():
-        return tensor.device
+    for buffer in model.buffers():
+        return buffer.device
     return torch.device("cpu")
 
 
@@ -35,7 +35,7 @@ def _check_inputs(model: object, dataset: object, indices: Sequence[int] | None)
         raise ValueError(
             f"dataset must be a robustlab ImageDataset (wrap tensors in ArrayDataset), got {type(dataset).__name__}"
         )
-    n = len(dataset)  # type: ignore[arg-type]
+    n = len(dataset)
     order = list(range(n)) if indices is None else [int(i) for i in indices]
     if order and (min(order) < 0 or max(order) >= n):
         raise ValueError(f"indices must lie in [0, {n}) for a dataset of {n} samples, got [{min(order)}, {max(order)}]")

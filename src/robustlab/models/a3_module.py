@@ -311,8 +311,9 @@ def default_layers(model: nn.Module, stages: int = 1, *, input_size: Sequence[in
     children = {prefix + n: m for n, m in host.named_children() if not isinstance(m, A3Attachment)}
     outs = _probe(model, children, input_size)
     spatial = [n for n in children if isinstance(outs.get(n), Tensor) and outs[n].ndim == 4]
-    if len(spatial) == 1 and isinstance(children[spatial[0]], nn.Sequential) and len(children[spatial[0]]) > 1:
-        inner = {f"{spatial[0]}.{n}": m for n, m in children[spatial[0]].named_children()}
+    only = children[spatial[0]] if len(spatial) == 1 else None
+    if isinstance(only, nn.Sequential) and len(only) > 1:
+        inner = {f"{spatial[0]}.{n}": m for n, m in only.named_children()}
         outs = _probe(model, inner, input_size)
         spatial = [n for n in inner if isinstance(outs.get(n), Tensor) and outs[n].ndim == 4]
     if len(spatial) < stages:

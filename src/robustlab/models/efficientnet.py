@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import importlib
 from pathlib import Path
+from typing import Any
 
 from torch import Tensor, nn
 
@@ -43,7 +44,7 @@ class EfficientNetLite(nn.Module):
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
-        self.model = model
+        self.model: Any = model  # the package's EfficientNet: its submodules are reached by name
 
     def forward_features(self, x: Tensor) -> Tensor:
         """Stem, MBConv blocks and the 1x1 head convolution: the last feature map (what CAM weighs)."""

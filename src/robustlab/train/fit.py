@@ -120,7 +120,7 @@ def _check_dataset(data: object, name: str) -> None:
             f"{name} must be a robustlab ImageDataset (wrap tensors in ArrayDataset), "
             f"got {type(data).__name__}"
         )
-    if len(data) == 0:  # type: ignore[arg-type]
+    if len(data) == 0:
         raise ValueError(f"{name} is empty")
 
 
