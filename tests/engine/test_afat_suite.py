@@ -10,9 +10,10 @@ from robustlab.data import ArrayDataset
 from robustlab.engine import evaluate
 from robustlab.engine.suite import build_suite
 from robustlab.explain import attention_stability
-from robustlab.methods.afat import PatchCorruptor, corrupt_patches, keep_mask, save_corruptor
 from robustlab.models.classifier import Classifier
+from robustlab.models.patch_corruptor import PatchCorruptor, save_corruptor
 from robustlab.perturb import patch_occlusion
+from robustlab.perturb.occlusion import corrupt_patches, keep_mask
 
 CLASSES = [f"c{i}" for i in range(10)]
 
