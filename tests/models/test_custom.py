@@ -72,3 +72,16 @@ def test_create_model_builds_a_module_factory_spec(tmp_path, monkeypatch) -> Non
         create_model(f"{tmp_path / 'my_zoo.py'}:plain")
     with pytest.raises(ValueError, match="Unknown model 'nosuchmodule:build'"):
         create_model("nosuchmodule:build")
+
+
+def test_a_plain_module_given_to_evaluate_warns_once_with_the_fix() -> None:
+    from robustlab.data import ArrayDataset
+    from robustlab.engine import evaluate
+
+    class PlainForEval(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x.mean(dim=(2, 3))
+
+    data = ArrayDataset(torch.rand(4, 3, 8, 8), torch.tensor([0, 1, 2, 0]), name="tiny", class_names=["r", "g", "b"])
+    with pytest.warns(UserWarning, match=r"evaluate got a plain PlainForEval.*wrap_model"):
+        evaluate(PlainForEval(), data, "clean")

@@ -12,6 +12,7 @@ from robustlab._amp import autocast, resolve_amp
 from robustlab._checks import warn_if_training
 from robustlab._parallel import dist_rank_world, reduce_sum, shard_indices
 from robustlab.data._base import Batch, ImageDataset, iter_batches
+from robustlab.models.custom import warn_if_unwrapped
 
 Callback = Callable[[dict[str, Any]], None]
 
@@ -31,6 +32,7 @@ def _model_device(model: nn.Module) -> torch.device:
 def _check_inputs(model: object, dataset: object, indices: Sequence[int] | None) -> list[int]:
     if not isinstance(model, nn.Module):
         raise ValueError(f"model must be a torch.nn.Module (a Classifier), got {type(model).__name__}")
+    warn_if_unwrapped(model, "evaluate")  # a plain module gets [0, 1] pixels it may not expect: say so, once
     if not (hasattr(dataset, "get_batch") and hasattr(dataset, "__len__")):
         raise ValueError(
             f"dataset must be a robustlab ImageDataset (wrap tensors in ArrayDataset), got {type(dataset).__name__}"
