@@ -24,6 +24,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -82,33 +83,68 @@ def _pool(workers: int) -> ThreadPoolExecutor:
     return _POOL[2]
 
 
-def _levels_roundtrip(levels: Tensor, quality: int, out: Tensor) -> None:
-    """Encode and decode uint8 images ``levels`` with the codec, writing the decoded uint8 levels into ``out``.
+def _levels_roundtrip(hwc: Tensor, quality: int) -> Tensor:
+    """Encode and decode uint8 images with the codec; returns the decoded uint8 levels.
+
+    The CPU workers call nothing but the codec: every tensor copy (the layout changes, the stacking) happens in
+    batched operations on the calling thread, since an intra-op parallel copy started from a worker thread opens a
+    second OpenMP team and oversubscribes the cores (it made the pool slower than one thread).
 
     Shape:
-        ``levels`` and ``out``: ``(N, 3, H, W)`` uint8, same device.
+        ``hwc``: ``(N, H, W, 3)`` uint8, contiguous -> ``(N, H, W, 3)`` uint8 on the same device.
     """
     ops = _codec_ops()
     assert ops is not None  # callers verified the codec first
-    n = levels.shape[0]
-    if levels.device.type == "cuda":  # nvJPEG codes the whole list in batched kernels
+    n = hwc.shape[0]
+    if hwc.device.type == "cuda":  # nvJPEG codes the whole list in batched kernels
         # the batched decoder takes the JPEG bytes from host memory
-        data = [d.cpu() for d in ops.encode_cuda(list(levels), quality)]
-        torch.stack(ops.decode_cuda(data, levels.device), out=out)
-        return
+        data = [d.cpu() for d in ops.encode_cuda([im.permute(2, 0, 1).contiguous() for im in hwc], quality)]
+        return torch.stack([d.permute(1, 2, 0) for d in ops.decode_cuda(data, hwc.device)])
 
-    def work(lo: int, hi: int) -> None:
-        for i in range(lo, hi):
-            out[i].copy_(ops.decode(ops.encode(levels[i], quality)))
+    def work(lo: int, hi: int) -> list[Tensor]:
+        # a CHW view of HWC memory: the encoder's own HWC copy is then a no-op
+        return [ops.decode(ops.encode(hwc[i].permute(2, 0, 1), quality)) for i in range(lo, hi)]
 
+    decoded = [d for part in _in_parallel(n, work) for d in part]  # type: ignore[attr-defined]
+    # the decoder returns CHW views of HWC buffers, so this stack is a plain copy
+    return torch.stack([d.permute(1, 2, 0) for d in decoded])
+
+
+def _in_parallel(n: int, work: Callable[[int, int], object]) -> list[object]:
+    """``work(lo, hi)`` over contiguous slices of ``range(n)``, one per intra-op thread, on the pool."""
     workers = min(n, max(1, torch.get_num_threads()))
     if workers == 1:
-        work(0, n)
-        return
+        return [work(0, n)]
     bounds = [n * k // workers for k in range(workers + 1)]
     futures = [_pool(workers).submit(work, bounds[k], bounds[k + 1]) for k in range(workers)]
-    for f in futures:
-        f.result()
+    return [f.result() for f in futures]
+
+
+def _float32_roundtrip(images: Tensor, quality: int, rounding: str, out: Tensor) -> None:
+    """The whole round trip per image on the pool, float32 in and out, the conversions in NumPy.
+
+    NumPy's float32 ufuncs round exactly like the batched model's torch operations, release the GIL and never start
+    OpenMP threads, so the conversions (as much work as the codec at 224 px) run in parallel beside the codec
+    instead of in OpenMP regions whose idle threads spin against the pool's.
+    """
+    ops = _codec_ops()
+    assert ops is not None
+    src, dst = images.detach().numpy(), out.numpy()
+    k255, eps = np.float32(255.0), np.float32(1e-3)
+
+    def work(lo: int, hi: int) -> None:
+        # float passes run on contiguous CHW planes; only the uint8 images (a quarter of the bytes) change layout
+        for i in range(lo, hi):
+            levels = np.multiply(src[i], k255, dtype=np.float32)
+            if rounding == "floor":
+                np.add(levels, eps, out=levels)  # validated inputs: positive, so the cast's truncation is floor
+            else:
+                np.round(levels, out=levels)  # half to even, as torch.round
+            hwc = torch.from_numpy(np.ascontiguousarray(levels.astype(np.uint8).transpose(1, 2, 0)))
+            decoded = ops.decode(ops.encode(hwc.permute(2, 0, 1), quality)).numpy()  # a CHW view of HWC memory
+            np.divide(np.ascontiguousarray(decoded), k255, out=dst[i], dtype=np.float32)
+
+    _in_parallel(images.shape[0], work)
 
 
 def _probe_images(device: torch.device) -> Tensor:
@@ -182,10 +218,10 @@ def _probe(device: torch.device, model: Model) -> bool:
     if device.type not in ("cpu", "cuda") or _codec_ops() is None:
         return False
     levels = _probe_images(device)
-    got = torch.empty_like(levels)
+    hwc = levels.permute(0, 2, 3, 1).contiguous()
     try:
         for quality in _PROBE_QUALITIES:
-            _levels_roundtrip(levels, quality, got)
+            got = _levels_roundtrip(hwc, quality).permute(0, 3, 1, 2)
             want = model(levels.float().div(255.0), quality, "floor", codec=False).mul(255.0).round().to(torch.uint8)
             if not torch.equal(got, want):
                 return False
@@ -203,14 +239,18 @@ def codec_roundtrip(images: Tensor, quality: int, rounding: str, out: Tensor, sc
     Shape:
         ``images`` and ``out``: ``(N, 3, H, W)``.
     """
+    if images.device.type == "cpu" and images.dtype == torch.float32 and scale and images.is_contiguous():
+        _float32_roundtrip(images, quality, rounding, out)
+        return
     # the same float steps as the batched model (the product in the input's precision, then float32). Validated
     # inputs lie in [-1e-6, 1 + 1e-6], so every level + 1e-3 (or + 0.5) is positive and the uint8 cast's truncation is
     # the model's floor; "nearest" keeps round-half-even like the model
     levels = torch.mul(images.detach(), 255.0, out=torch.empty(images.shape, dtype=torch.float32, device=images.device))
     levels = levels.add_(1e-3) if rounding == "floor" else levels.round_()
-    levels8 = levels.to(torch.uint8)
-    decoded = torch.empty_like(levels8)
-    _levels_roundtrip(levels8, quality, decoded)
+    n, _, h, w = images.shape
+    hwc = torch.empty((n, h, w, 3), dtype=torch.uint8, device=images.device)
+    hwc.copy_(levels.permute(0, 2, 3, 1))  # the cast and the layout change in one pass
+    decoded = _levels_roundtrip(hwc, quality).permute(0, 3, 1, 2)
     if scale:
         torch.div(decoded, 255.0, out=out)  # float32 division of the levels, as the model's out / 255
     else:
