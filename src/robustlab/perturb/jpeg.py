@@ -9,7 +9,7 @@ padding), so the decoded levels equal PIL's bit for bit. The integers are carrie
 intermediate stays an exactly representable integer (times a power of two), and the 8-point transforms run as small
 matrix products, so the same code runs on CPU and CUDA. Huffman coding is lossless and left out.
 
-Speed: libjpeg-turbo's SIMD C code beats this model on the CPU from about 64 px, so there larger images go through a
+Speed: libjpeg-turbo's SIMD C code beats this model on the CPU from about 40 px, so there larger images go through a
 real codec where it is verified bit-exact (:mod:`robustlab.perturb._jpeg_codec`); GPUs run the model or nvJPEG.
 """
 
