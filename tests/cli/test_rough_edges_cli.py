@@ -157,3 +157,18 @@ def test_the_data_help_and_a_log_line_say_cifar10_is_the_jpeg_copy(tmp_path) -> 
                                  "--db", str(tmp_path / "c.db")])  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "note: cifar10: JPEG-q75 approximated pixels" in " ".join(result.output.split())
+
+
+def test_warnings_print_as_one_line_and_eval_asks_about_a_forgotten_255(tmp_path) -> None:
+    import warnings
+
+    from robustlab.cli import format_warning
+
+    assert format_warning(UserWarning("eps=8 exceeds 1"), UserWarning, "x.py", 3, "code") == "warning: eps=8 exceeds 1\n"
+    args = ["eval", "--model", "cifar:small_cnn", "--random-init", "--data", "digits", "--n", "8",
+            "--suite", "pgd:eps=8,steps=1", "--db", str(tmp_path / "w.db")]  # fmt: skip
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert any("did you mean eps=8/255?" in str(w.message) for w in caught)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import warnings
 
 # importing the verb modules registers their commands
 from robustlab.cli import attack as _attack  # noqa: E402,F401
@@ -32,10 +33,17 @@ for _group in app.registered_groups:  # verb groups list their commands uncut, a
 __all__ = ["app", "main"]
 
 
+def format_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                   line: str | None = None) -> str:  # fmt: skip
+    """A library warning as one ``warning:`` line, as errors read ``Error:`` (no file, line or source shown)."""
+    return f"warning: {message}\n"
+
+
 def main() -> None:
     """Console-script entry point."""
     logging.basicConfig(
         level=os.environ.get("ROBUSTLAB_LOG", "WARNING").upper(), format="%(levelname)s %(message)s"
     )
     tune_allocator()  # batch-sized tensors reuse heap pages instead of faulting in fresh ones (robustlab.runtime)
+    warnings.formatwarning = format_warning
     sys.exit(app())
