@@ -79,8 +79,8 @@ def main() -> None:
                                args.batch_size)  # fmt: skip
         report["gradients"][corruption] = grads
         print(corruption, "backbone gradient norms", json.dumps({k: round(v, 4) for k, v in grads.items()}), flush=True)
-        runs = [("refine", float(lr)) for lr in args.refine_lrs.split(",")]
-        runs += [("finetune", float(lr)) for lr in args.finetune_lrs.split(",")]
+        runs = [("refine", float(lr)) for lr in args.refine_lrs.split(",") if lr]
+        runs += [("finetune", float(lr)) for lr in args.finetune_lrs.split(",") if lr]
         for method, lr in runs:
             config = AR2Config(iterations=1, refine_steps=args.steps, finetune_steps=args.steps, seed=0,
                                batch_size=args.batch_size, refine_lr=lr, finetune_lr=lr, select_best=False)  # fmt: skip

@@ -165,8 +165,9 @@ def main() -> None:
     parser.add_argument("--train", default="cifar10_exact", help="training data (cifar10: the 50,000 JPEG images)")
     parser.add_argument("--corruptions", default="gaussian_noise,motion_blur,fog,pixelate", help="or 'all'")
     parser.add_argument("--methods", default="none,bn_adapt,finetune,ar2;refine,augmix",
-                        help="methods, in passes separated by ';': every seed and corruption of one pass runs "
-                             "before the next pass starts, so a cut-short run still has whole comparisons")  # fmt: skip
+                        help="methods, in passes separated by ';' (a pass may start with 'CORRUPTIONS:' to cover "
+                             "only those): every seed and corruption of one pass runs before the next pass "
+                             "starts, so a cut-short run still has whole comparisons")  # fmt: skip
     parser.add_argument("--bn-batches", type=int, default=16, help="batches BN-adapt averages statistics over")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--iterations", type=int, default=2)
@@ -210,9 +211,11 @@ def main() -> None:
             "machine": platform.machine(), "threads": torch.get_num_threads(), "n_train": len(train)}  # fmt: skip
     (args.out / "meta.json").write_text(json.dumps(meta, indent=1))
     augmix_models: dict = {}
-    passes = [p.split(",") for p in args.methods.split(";")]
-    jobs = [(seed, corruption, method) for methods in passes for seed in [int(s) for s in args.seeds.split(",")]
-            for corruption in corruptions for method in methods]  # fmt: skip
+    passes = [(p.split(":")[0].split(","), p.split(":")[1].split(",")) if ":" in p else (corruptions, p.split(","))
+              for p in args.methods.split(";")]  # fmt: skip
+    jobs = [(seed, corruption, method) for pass_corruptions, methods in passes
+            for seed in [int(s) for s in args.seeds.split(",")] for corruption in pass_corruptions
+            for method in methods]  # fmt: skip
     for seed, corruption, method in jobs:
         key = (None if method == "none" else seed, corruption, method)
         if key in done:
