@@ -19,7 +19,7 @@ runner = CliRunner()
 
 # a network "trained" on input normalised with this mean (std 1): class 0 = cool, 1 = warm
 MEAN = (0.9, 0.5, 0.1)
-TINYNET = textwrap.dedent('''
+TINYNET = textwrap.dedent("""
     from torch import nn
 
 
@@ -31,7 +31,7 @@ TINYNET = textwrap.dedent('''
 
         def forward(self, x):
             return self.fc(self.pool(x).flatten(1))
-''')
+""")
 
 
 def _folder(root: Path, colours: dict[str, tuple[float, float, float]], per_class: int = 3) -> Path:

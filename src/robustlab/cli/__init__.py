@@ -41,9 +41,7 @@ def format_warning(message: Warning | str, category: type[Warning], filename: st
 
 def main() -> None:
     """Console-script entry point."""
-    logging.basicConfig(
-        level=os.environ.get("ROBUSTLAB_LOG", "WARNING").upper(), format="%(levelname)s %(message)s"
-    )
+    logging.basicConfig(level=os.environ.get("ROBUSTLAB_LOG", "WARNING").upper(), format="%(levelname)s %(message)s")
     tune_allocator()  # batch-sized tensors reuse heap pages instead of faulting in fresh ones (robustlab.runtime)
     warnings.formatwarning = format_warning
     sys.exit(app())

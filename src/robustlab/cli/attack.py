@@ -94,8 +94,18 @@ def attack_command(
         _check_out(out, png, overwrite)
         dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         clf, dataset = load_model_and_data(
-            model, data, split=split, n=n, data_dir=data_dir, pretrained=pretrained, device=dev, weights=weights,
-            mean=mean, std=std, input_size=input_size, num_classes=num_classes,
+            model,
+            data,
+            split=split,
+            n=n,
+            data_dir=data_dir,
+            pretrained=pretrained,
+            device=dev,
+            weights=weights,
+            mean=mean,
+            std=std,
+            input_size=input_size,
+            num_classes=num_classes,
         )
         note_data(n, dataset)
         check_conditions([condition], clf, dataset, dev)  # bad settings fail before a run is recorded

@@ -77,8 +77,18 @@ def eval_command(
     with user_errors():
         dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         clf, dataset = load_model_and_data(
-            model, data, split=split, n=n, data_dir=data_dir, pretrained=pretrained, device=dev, weights=weights,
-            mean=mean, std=std, input_size=input_size, num_classes=num_classes,
+            model,
+            data,
+            split=split,
+            n=n,
+            data_dir=data_dir,
+            pretrained=pretrained,
+            device=dev,
+            weights=weights,
+            mean=mean,
+            std=std,
+            input_size=input_size,
+            num_classes=num_classes,
         )
         note_data(n, dataset)
         first, _ = dataset.get_batch([0])

@@ -136,7 +136,6 @@ def noise_command(
         specs = [m.strip() for m in models.split(",") if m.strip()]
         _check_models(specs, data, data_dir=data_dir, pretrained=pretrained)
         with Store(db) as store, ProgressView(err_console, "models") as view:
-
             try:
                 result = noise_study(specs, data, sigmas, store=store, n=n, data_dir=data_dir, noise_at=noise_at,
                                      seed=seed, batch_size=batch_size, device=device, pretrained=pretrained,

@@ -40,9 +40,7 @@ def train_command(
     weight_decay: float = typer.Option(5e-4, "--weight-decay"),
     warmup_epochs: float = typer.Option(1.0, "--warmup-epochs"),
     pretrained: bool = typer.Option(True, "--pretrained/--scratch", help="Start from published weights."),
-    augment: bool = typer.Option(
-        True, "--augment/--no-augment", help="Random crop (pad 4) + horizontal flip."
-    ),
+    augment: bool = typer.Option(True, "--augment/--no-augment", help="Random crop (pad 4) + horizontal flip."),
     max_time: float | None = typer.Option(None, "--max-time", help="Stop after this many seconds."),
     resume: bool = typer.Option(False, "--resume", help="Continue from OUT's training state."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing OUT (otherwise refused)."),

@@ -113,8 +113,9 @@ def a3_command(
         train = Subset(full, range(stop))
         train.name = f"{full.name}[:{stop}]"
         test = None if eval_suite == "none" else head(load_dataset(data, split="test", data_dir=data_dir), n_eval)
-        clf = create_model(model, pretrained=pretrained, class_names=full.class_names, data_dir=data_dir, device=dev,
-                           seed=seed)
+        clf = create_model(
+            model, pretrained=pretrained, class_names=full.class_names, data_dir=data_dir, device=dev, seed=seed
+        )
         if get_attachment(clf) is None:
             attach(clf, None if layers is None else [v.strip() for v in layers.split(",") if v.strip()],
                    config=config, stages=stages, seed=seed)  # fmt: skip

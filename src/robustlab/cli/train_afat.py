@@ -85,8 +85,9 @@ def afat_command(
         train = head(load_dataset(data, split="train", data_dir=data_dir), n_train)
         note_data(n_train, train)
         test = None if eval_suite == "none" else head(load_dataset(data, split="test", data_dir=data_dir), n_eval)
-        clf = create_model(model, pretrained=pretrained, class_names=train.class_names, data_dir=data_dir, device=dev,
-                           seed=seed)
+        clf = create_model(
+            model, pretrained=pretrained, class_names=train.class_names, data_dir=data_dir, device=dev, seed=seed
+        )
         patch, grid = patch_geometry(clf)  # refuse a non-ViT before any training
         run_config = {"model": model, "data": data, "n_train": len(train), "epochs": epochs, "lr": lr,
                       "batch_size": batch_size, "optimizer": optimizer, "weight_decay": weight_decay,

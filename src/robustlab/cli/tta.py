@@ -61,14 +61,17 @@ def load_clip(model: str, class_names: list[str], *, weights: Path | None, pretr
 
 @app.command("tta")
 def tta_command(
-    method_arg: str | None = typer.Argument(None, metavar="[METHOD]",
-                                            help="The method, as in `robustlab tta atpt ...`; same as --method."),
-    method: str | None = typer.Option(None, "--method",
-                                      help="atpt (default), tpt, rtpt, zeroshot, or a comma list of them."),
+    method_arg: str | None = typer.Argument(
+        None, metavar="[METHOD]", help="The method, as in `robustlab tta atpt ...`; same as --method."
+    ),
+    method: str | None = typer.Option(
+        None, "--method", help="atpt (default), tpt, rtpt, zeroshot, or a comma list of them."
+    ),
     model: str = typer.Option(..., "--model", help="openclip:<arch>/<tag>, e.g. openclip:ViT-B-16/openai."),
     data: str = typer.Option(..., "--data", help="Dataset name (cifar10, digits, ...) or an image-folder path."),
-    split_file: Path | None = typer.Option(None, "--split-file",
-                                           help="CoOp/TPT split JSON; --data is then its image root."),
+    split_file: Path | None = typer.Option(
+        None, "--split-file", help="CoOp/TPT split JSON; --data is then its image root."
+    ),
     attack: str = typer.Option("none", "--attack", help="none, or a comma list of pgd, pgd_stale, adaptive."),
     weights: Path | None = typer.Option(None, "--weights", help="Local open_clip checkpoint (offline)."),
     pretrained: bool = typer.Option(True, "--pretrained/--random-init", help="Random weights: pipeline checks."),
@@ -76,8 +79,9 @@ def tta_command(
     views: int = typer.Option(64, "--views", min=2, help="Views per image, view 0 included."),
     fusion: str | None = typer.Option(None, "--fusion", help="tv, rtpt, uniform or view0 (default: the method's)."),
     mixing: str | None = typer.Option(None, "--mixing", help="attention, full or none (default: the method's)."),
-    attention: str = typer.Option("token_gradient", "--attention",
-                                  help="token_gradient, gradient or token_gradient_all_layers (ablations)."),
+    attention: str = typer.Option(
+        "token_gradient", "--attention", help="token_gradient, gradient or token_gradient_all_layers (ablations)."
+    ),
     eps: str = typer.Option("4/255", "--eps", help="l-inf radius, e.g. 4/255."),
     steps: int = typer.Option(100, "--steps", min=1, help="PGD steps on the zero-shot logits."),
     adaptive_steps: int = typer.Option(10, "--adaptive-steps", min=1, help="PGD steps through the pipeline."),

@@ -241,7 +241,7 @@ def create_custom_model(
     if weights is not None:
         state = read_state_dict(weights)
         if all(k.startswith("net.") for k in state):  # saved from a wrapped model: the network is its .net
-            state = {k[len("net."):]: v for k, v in state.items()}
+            state = {k[len("net.") :]: v for k, v in state.items()}
         load_into(base, state, weights)
     if isinstance(net, Classifier):  # the factory already knows its pixel contract
         net.arch = resolved
