@@ -140,7 +140,7 @@ def run_demo(
     summary = summarize(cells)
     new = sum(not c.resumed for c in cells)
     emit({"kind": "stage", "description": "writing report"})
-    report = write_report(db, out, title=f"robustlab demo — {spec} on {test.name}")
+    report = write_report(Path(db), Path(out), title=f"robustlab demo — {spec} on {test.name}")
     return DemoResult(
         mode=mode, model=spec, dataset=test.name, clean_accuracy=accs[0.0],
         noise_accuracy={s: accs[s] for s in sigmas}, summary=summary, db=Path(db), report=report, checkpoint=ckpt,

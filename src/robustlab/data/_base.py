@@ -272,9 +272,11 @@ def iter_batches(
             images, labels = dataset.get_batch(chunk)
             yield Batch(torch.as_tensor(dataset.original_indices(chunk), dtype=torch.int64), images, labels)
         return
-    # the sampler hands whole index lists to __getitems__, so decoding happens batched inside workers
+    # the sampler hands whole index lists to __getitems__, so decoding happens batched inside workers; torch
+    # types collate_fn's input as a list of samples, but with __getitems__ it receives the Batch returned
     loader = DataLoader(
-        dataset, batch_sampler=chunks, num_workers=num_workers, pin_memory=pin_memory, collate_fn=_identity
+        dataset, batch_sampler=chunks, num_workers=num_workers, pin_memory=pin_memory,
+        collate_fn=_identity,  # type: ignore[arg-type]
     )
     yield from loader
 

@@ -131,6 +131,13 @@ class Preprocess:
         return cls(resize=resize, crop=(height, width), interpolation=str(interpolation))
 
     # ------------------------------------------------------------------ geometry
+    @property
+    def crop_size(self) -> tuple[int, int] | None:
+        """The crop as ``(H, W)``, or ``None`` for no crop (an int crop is stored as a square pair)."""
+        crop = self.crop
+        # never an int after __post_init__; the check narrows the field's declared (input) type
+        return (crop, crop) if isinstance(crop, int) else crop
+
     def resized_size(self, size: tuple[int, int]) -> tuple[int, int]:
         """``(H, W)`` after the resize step for an input of ``size`` ``(H, W)``."""
         h, w = size
@@ -147,12 +154,14 @@ class Preprocess:
 
     def output_size(self, size: tuple[int, int]) -> tuple[int, int]:
         """``(H, W)`` of the result for an input of ``size`` ``(H, W)``."""
-        return self.crop if self.crop is not None else self.resized_size(size)
+        crop = self.crop_size
+        return crop if crop is not None else self.resized_size(size)
 
-    def _crop_box(self, size: tuple[int, int]) -> tuple[int, int, int, int]:
+    @staticmethod
+    def _crop_box(size: tuple[int, int], crop: tuple[int, int]) -> tuple[int, int, int, int]:
         """torchvision ``CenterCrop`` geometry: ``(pad_top, pad_left, top, left)``: zero pad, then crop."""
         h, w = size
-        ch, cw = self.crop  # type: ignore[misc]
+        ch, cw = crop
         pad_top = (ch - h) // 2 if ch > h else 0
         pad_left = (cw - w) // 2 if cw > w else 0
         ph, pw = max(h, ch), max(w, cw)
@@ -174,10 +183,11 @@ class Preprocess:
         new_h, new_w = self.resized_size((h, w))
         if (new_h, new_w) != (h, w):
             image = image.resize((new_w, new_h), _PIL_FILTERS[self.interpolation])
-        if self.crop is None:
+        crop = self.crop_size
+        if crop is None:
             return image
-        ch, cw = self.crop
-        pad_top, pad_left, top, left = self._crop_box((new_h, new_w))
+        ch, cw = crop
+        pad_top, pad_left, top, left = self._crop_box((new_h, new_w), crop)
         if ch > new_h or cw > new_w:
             canvas = Image.new(image.mode, (max(new_w, cw), max(new_h, ch)))
             canvas.paste(image, (pad_left, pad_top))
@@ -218,10 +228,11 @@ class Preprocess:
                 images = F.interpolate(
                     images, size=(new_h, new_w), mode=self.interpolation, align_corners=False, antialias=True
                 ).clamp_(0.0, 1.0)
-        if self.crop is None:
+        crop = self.crop_size
+        if crop is None:
             return images
-        ch, cw = self.crop
-        pad_top, pad_left, top, left = self._crop_box((new_h, new_w))
+        ch, cw = crop
+        pad_top, pad_left, top, left = self._crop_box((new_h, new_w), crop)
         if ch > new_h or cw > new_w:
             pad_bottom = max(ch - new_h, 0) - pad_top
             pad_right = max(cw - new_w, 0) - pad_left
@@ -235,6 +246,6 @@ class Preprocess:
             "resize_mode": None
             if self.resize is None
             else ("shorter_side" if isinstance(self.resize, int) else "keep_ratio_cover"),
-            "crop": list(self.crop) if self.crop is not None else None,
+            "crop": list(self.crop_size) if self.crop_size is not None else None,
             "interpolation": self.interpolation,
         }

@@ -204,4 +204,4 @@ class ActivationHooks:
         unused = [n for n, g in zip(names, grads, strict=True) if g is None]
         if unused:
             raise ValueError(f"outputs do not depend on the recorded tensors {unused}")
-        return dict(zip(names, grads, strict=True))  # type: ignore[arg-type]
+        return dict(zip(names, grads, strict=True))

@@ -128,5 +128,8 @@ def unnormalized_mean_corruption_error(
     """CIFAR-10-C style "mCE": the plain mean error over every corruption and severity (RobustBench's corruption
     accuracy is 1 minus this)."""
     names = _select(errors, None, corruptions)
-    values = [e for c in names for e in ([errors[c]] if isinstance(errors[c], (int, float)) else errors[c])]
+    values: list[float] = []
+    for c in names:
+        error = errors[c]
+        values.extend([error] if isinstance(error, (int, float)) else error)
     return _mean_error(values, "errors")

@@ -190,7 +190,7 @@ def gaussian_blur2d(
             _correlate1d(_correlate1d(part, ky, -2, mode, cval), kx, -1, mode, cval, out=dest)
         elif ky is not None:
             _correlate1d(part, ky, -2, mode, cval, out=dest)
-        else:
+        elif kx is not None:  # always, given the early return above
             _correlate1d(part, kx, -1, mode, cval, out=dest)
     return out.reshape(shape)
 

@@ -81,9 +81,8 @@ def _poisson_level_tables(rate: float, dtype: torch.dtype) -> tuple[Tensor, Tens
 
 def _shot_noise_on_grid(level: Tensor, u: Tensor, rate: float, dtype: torch.dtype) -> Tensor:
     """Clipped Poisson counts by inversion, for pixels on the uint8 grid (``level`` = pixel · 255, integral)."""
-    cdf, guide, ambiguous, buckets = (
-        t.to(level.device) if isinstance(t, Tensor) else t for t in _poisson_level_tables(rate, dtype)
-    )
+    tables, guides, ambiguities, buckets = _poisson_level_tables(rate, dtype)
+    cdf, guide, ambiguous = (t.to(level.device) for t in (tables, guides, ambiguities))
     # full-size temporaries cost more than the arithmetic here, so buffers are reused in place
     scratch = u.mul(buckets).floor_()
     flat = level.mul_(buckets).add_(scratch).to(torch.int32).view(-1)  # exact: below 2^22
