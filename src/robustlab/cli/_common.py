@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import importlib
 import re
 import shlex
 from collections.abc import Callable, Iterator
@@ -155,10 +156,10 @@ def user_errors() -> Iterator[None]:
 def _current_context() -> Any:
     # typer >= 0.24 runs on its own vendored copy of click, older typer on click itself
     try:
-        from typer._click.globals import get_current_context
+        module = importlib.import_module("typer._click.globals")
     except ImportError:  # pragma: no cover - older typer
-        from click import get_current_context
-    return get_current_context()
+        module = importlib.import_module("click")
+    return module.get_current_context()
 
 
 def command_line() -> str:

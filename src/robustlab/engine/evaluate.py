@@ -126,8 +126,9 @@ def evaluate(
     if store is not None and run_id is None:
         raise ValueError("pass run_id (from store.start_run or store.run) together with store")
     name = model_name or getattr(model, "name", "") or type(model).__name__
+    groups: list[Group]
     if not isinstance(suite, str) and suite and all(isinstance(g, Group) for g in suite):
-        groups = list(suite)  # type: ignore[arg-type]
+        groups = [g for g in suite if isinstance(g, Group)]
     else:
         size = tuple(dataset.get_batch([0])[0].shape[-2:]) if len(dataset) else None
         groups = build_suite(suite, profile=profile, image_size=size)  # type: ignore[arg-type]
@@ -224,7 +225,8 @@ def _run_group(
         emit(BatchDone(done=b + 1, total=n_batches))
     totals = reduce_sum(torch.cat([*(v.cpu() for v in sums), torch.tensor([float(count)], dtype=torch.float64)]))
     total = int(totals[-1])
-    cells, offset = [], 0
+    cells: list[Cell] = []
+    offset = 0
     for condition, ks in pending:
         part = totals[offset : offset + len(ks)]
         if condition.finalize is not None:

@@ -218,7 +218,7 @@ def attack_dataset(
     seed: int = 0,
     batch_size: int = 128,
     device: torch.device | str | None = None,
-    callback: Callable[[dict[str, Any]], None] | None = None,
+    callback: Callable[[Any], None] | None = None,
 ) -> AttackOutcome:
     """Attack every correctly classified sample of ``dataset`` and keep the adversarial examples.
 
