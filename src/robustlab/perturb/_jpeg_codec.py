@@ -10,7 +10,7 @@ DCT (simplejpeg's ``fastdct=False`` does not reach its encoder), which moves dec
 
 The codec is used only where its output equals the batched model's, which is itself bit-exact to PIL: the first call
 on each device type runs probe images through both and compares every level; any difference, a missing
-torchvision or a codec error selects the batched model for the rest of the process. ``ROBUSTLAB_JPEG=model`` forces
+torchvision or a codec error during the probe selects the batched model for the rest of the process. ``ROBUSTLAB_JPEG=model`` forces
 the batched model everywhere. On CUDA the probe decides whether nvJPEG (``encode_jpeg`` on CUDA tensors) is exact;
 where it is not, GPUs keep the batched model, which runs there as is.
 """
@@ -187,6 +187,8 @@ def try_roundtrip(images: Tensor, quality: int, rounding: str, out: Tensor, scal
     if not images.numel():
         return False
     if images.device.type == "cpu" and images.shape[-2] * images.shape[-1] < CPU_MIN_PIXELS:
+        return False
+    if max(images.shape[-2:]) > 65500:  # libjpeg's largest side; the model has no limit
         return False
     if not codec_status(images.device, model):
         return False
