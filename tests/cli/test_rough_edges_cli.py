@@ -166,6 +166,8 @@ def test_warnings_print_as_one_line_and_eval_asks_about_a_forgotten_255(tmp_path
 
     shown = format_warning(UserWarning("eps=8 exceeds 1"), UserWarning, "x.py", 3, "code")
     assert shown == "warning: eps=8 exceeds 1\n"
+    hint = format_warning(UserWarning("no weights; pass pretrained=False to silence this"), UserWarning, "x.py", 3)
+    assert hint == "warning: no weights; pass --random-init to silence this\n"
     args = ["eval", "--model", "cifar:small_cnn", "--random-init", "--data", "digits", "--n", "8",
             "--suite", "pgd:eps=8,steps=1", "--db", str(tmp_path / "w.db")]  # fmt: skip
     with warnings.catch_warnings(record=True) as caught:

@@ -24,6 +24,7 @@ from robustlab.cli import train_a3 as _train_a3  # noqa: E402,F401
 from robustlab.cli import train_afat as _train_afat  # noqa: E402,F401
 from robustlab.cli import tta as _tta  # noqa: E402,F401
 from robustlab.cli._app import HelpGroup, app
+from robustlab.cli._common import cli_hints
 from robustlab.runtime import tune_allocator
 
 for _group in app.registered_groups:  # verb groups list their commands uncut, as the top level does (cli._app)
@@ -36,7 +37,7 @@ __all__ = ["app", "main"]
 def format_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
                    line: str | None = None) -> str:  # fmt: skip
     """A library warning as one ``warning:`` line, as errors read ``Error:`` (no file, line or source shown)."""
-    return f"warning: {message}\n"
+    return f"warning: {cli_hints(str(message))}\n"  # fixes named as flags, as in error messages
 
 
 def main() -> None:
