@@ -30,6 +30,7 @@ from robustlab.attacks import _common as c
 from robustlab.attacks._registry import ATTACKS
 from robustlab.attacks.gradient import _check_arguments, _project_, _random_start
 from robustlab.attacks.losses import per_sample_objective
+from robustlab.rng import Generators
 
 __all__ = ["apgd", "apgd_checkpoints", "apgd_t"]
 
@@ -77,7 +78,7 @@ def apgd(
     targeted: bool = False,
     target_labels: Tensor | None = None,
     init: Tensor | None = None,
-    generator: torch.Generator | list[torch.Generator] | None = None,
+    generator: Generators = None,
 ) -> Tensor:
     """Auto-PGD (APGD-CE / APGD-DLR of AutoAttack): PGD with momentum and an adaptive step size.
 
@@ -246,7 +247,7 @@ def apgd_t(
     norm: str = "linf",
     n_targets: int = 9,
     rho: float = 0.75,
-    generator: torch.Generator | list[torch.Generator] | None = None,
+    generator: Generators = None,
 ) -> Tensor:
     """APGD-T, AutoAttack's targeted APGD: the targeted DLR loss towards each of the ``n_targets`` next most likely
     classes in turn, each run on the images that the earlier ones left correctly classified.

@@ -10,6 +10,7 @@ from torch import Tensor, nn
 from robustlab.attacks import _common as c
 from robustlab.attacks._registry import ATTACKS
 from robustlab.attacks.worst_case import worst_case
+from robustlab.rng import Generators
 
 __all__ = ["autoattack"]
 
@@ -26,7 +27,7 @@ def autoattack(
     n_targets: int = 9,
     queries: int = 5000,
     fab: bool = True,
-    generator: torch.Generator | list[torch.Generator] | None = None,
+    generator: Generators = None,
 ) -> Tensor:
     """AutoAttack's standard cascade: APGD-CE, APGD-T, FAB-T, then Square (L-inf only).
 

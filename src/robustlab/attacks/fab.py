@@ -30,6 +30,7 @@ from torch import Tensor, nn
 
 from robustlab.attacks import _common as c
 from robustlab.attacks._registry import ATTACKS
+from robustlab.rng import Generators
 
 __all__ = ["fab_t", "project_onto_hyperplane"]
 
@@ -129,7 +130,7 @@ def fab_t(
     alpha_max: float = 0.1,
     eta: float = 1.05,
     beta: float = 0.9,
-    generator: torch.Generator | list[torch.Generator] | None = None,
+    generator: Generators = None,
 ) -> Tensor:
     """FAB-T: the minimal-perturbation boundary attack towards each of the next most likely classes.
 

@@ -24,6 +24,7 @@ from robustlab import rng
 from robustlab.attacks import _common as c
 from robustlab.attacks._registry import ATTACKS
 from robustlab.attacks.losses import attack_objective
+from robustlab.rng import Generators
 
 __all__ = ["fgsm", "pgd"]
 
@@ -142,17 +143,18 @@ def _gradient_attack(
             (grad,) = torch.autograd.grad(objective, adv)
             adv.requires_grad_(False)
             grad = grad.contiguous()  # updated in place below; an expanded gradient would refuse that
-            done = c.fooled(logits, labels, target) if step == 0 or out is not None else None
-            if step == 0:
-                # images already misclassified (reaching their target) need no step: DLR is flat on many of them
-                c.warn_if_zero_gradients(grad[~done], what)
-            if out is not None and bool(done.any()):
-                out[rows[done]] = adv[done]
-                keep = ~done
-                adv, grad, x, labels, rows = adv[keep], grad[keep], x[keep], labels[keep], rows[keep]
-                target = None if target is None else target[keep]
-                if not rows.numel():
-                    break
+            if step == 0 or out is not None:
+                done = c.fooled(logits, labels, target)
+                if step == 0:
+                    # images already misclassified (reaching their target) need no step: DLR is flat on many
+                    c.warn_if_zero_gradients(grad[~done], what)
+                if out is not None and rows is not None and bool(done.any()):  # rows is set with out
+                    out[rows[done]] = adv[done]
+                    keep = ~done
+                    adv, grad, x, labels, rows = adv[keep], grad[keep], x[keep], labels[keep], rows[keep]
+                    target = None if target is None else target[keep]
+                    if not rows.numel():
+                        break
             del logits, objective  # free the graph's activations before the update
             with torch.no_grad():
                 if norm == "linf":
@@ -186,7 +188,7 @@ def pgd(
     random_start: bool = True,
     init: Tensor | None = None,
     early_stop: bool = False,
-    generator: torch.Generator | list[torch.Generator] | None = None,
+    generator: Generators = None,
 ) -> Tensor:
     """Projected gradient descent (Madry et al. 2018) in pixel space, L-inf or L2.
 
@@ -259,7 +261,7 @@ def fgsm(
     loss: str = "ce",
     targeted: bool = False,
     target_labels: Tensor | None = None,
-    generator: torch.Generator | list[torch.Generator] | None = None,
+    generator: Generators = None,
 ) -> Tensor:
     """Fast gradient sign method (Goodfellow et al. 2015): one step of size ``eps`` from the clean image.
 

@@ -12,6 +12,7 @@ from torch import Tensor, nn
 from robustlab._checks import warn_if_training
 from robustlab.attacks import _common as c
 from robustlab.perturb.occlusion import patch_occlusion
+from robustlab.rng import Generators
 
 __all__ = ["patch_corruption_accuracy"]
 
@@ -23,7 +24,7 @@ def patch_corruption_accuracy(
     *,
     rho: float | None = None,
     patch_size: int,
-    generator: torch.Generator | list[torch.Generator] | None = None,
+    generator: Generators = None,
     mask: Tensor | None = None,
     noise: str = "uniform",
     batch_size: int | None = None,

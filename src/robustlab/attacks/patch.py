@@ -35,6 +35,7 @@ from robustlab.attacks import _common as c
 from robustlab.attacks._registry import ATTACKS
 from robustlab.models.classifier import Classifier
 from robustlab.models.probes import ViTProbe, vit_probe
+from robustlab.rng import Generators
 
 __all__ = ["patch_fool", "patch_pixel_mask", "select_patches"]
 
@@ -153,7 +154,7 @@ def patch_fool(
     attention_layers: Sequence[int] | None = None,
     lr_decay: float = 0.95,
     decay_every: int = 10,
-    generator: torch.Generator | list[torch.Generator] | None = None,
+    generator: Generators = None,
 ) -> Tensor:
     """Patch-Fool (Fu et al. 2022): optimise whole patches of a ViT's input against CE and its attention.
 
@@ -196,7 +197,7 @@ def patch_fool(
             images with an all-zero input gradient.
     """
     what = "patch_fool"
-    model = c.check_model(model, what)
+    c.check_model(model, what)  # returns model itself; vit_probe checks that it is a Classifier
     images, labels = c.check_inputs(model, images, labels, what)
     steps = c.check_positive_int(steps, "steps")
     decay_every = c.check_positive_int(decay_every, "decay_every")

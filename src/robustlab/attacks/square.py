@@ -28,6 +28,7 @@ from robustlab import rng
 from robustlab.attacks import _common as c
 from robustlab.attacks._registry import ATTACKS
 from robustlab.attacks.losses import per_sample_objective
+from robustlab.rng import Generators
 
 __all__ = ["square", "square_fraction"]
 
@@ -68,7 +69,7 @@ def square(
     loss: str = "margin",
     targeted: bool = False,
     target_labels: Tensor | None = None,
-    generator: torch.Generator | list[torch.Generator] | None = None,
+    generator: Generators = None,
 ) -> Tensor:
     """Square Attack (L-inf): score-based random search for an adversarial example, no gradients needed.
 
