@@ -27,6 +27,8 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+_MISSING = object()
+
 
 @dataclass(frozen=True)
 class Event:
@@ -49,6 +51,9 @@ class Event:
         if value is sentinel:
             raise KeyError(key)
         return value
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and self.get(key, _MISSING) is not _MISSING
 
     def _legacy(self) -> dict[str, Any]:
         return {}

@@ -9,7 +9,15 @@ from rich.markup import escape
 from rich.table import Table
 
 from robustlab.cli._app import app
-from robustlab.cli._common import console, data_dir_option, db_option, device_option, make_progress, user_errors
+from robustlab.cli._common import (
+    console,
+    data_dir_option,
+    db_option,
+    device_option,
+    make_progress,
+    progress_callback,
+    user_errors,
+)
 
 
 @app.command("demo")
@@ -28,22 +36,7 @@ def demo_command(
     with user_errors(), make_progress() as progress:
         task = progress.add_task("starting", total=None)
 
-        def callback(event: dict) -> None:
-            kind = event.get("kind")
-            if kind == "stage":
-                progress.update(task, description=event["description"], completed=0, total=None)
-            elif kind == "step":
-                progress.update(
-                    task,
-                    completed=event["step"],
-                    total=event.get("total"),
-                    description=f"epoch {event.get('epoch')}  loss {event.get('loss', 0):.3f}",
-                )
-            elif kind == "group":
-                progress.update(task, description=f"evaluating {event['description']}", completed=0,
-                                total=event["total"] or 1)  # fmt: skip
-            elif "done" in event:
-                progress.update(task, completed=event["done"], total=event.get("total"))
+        callback = progress_callback(progress, task)  # stages, training steps, evaluation groups and batches
 
         result = run_demo(
             db=db,
