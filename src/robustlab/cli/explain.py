@@ -9,15 +9,21 @@ from rich.markup import escape
 
 from robustlab.cli._app import app
 from robustlab.cli._common import (
+    MODEL_HELP,
     command_line,
     console,
     data_dir_option,
     data_option,
     db_option,
     device_option,
+    input_size_option,
     load_model_and_data,
+    mean_option,
     note_data,
+    num_classes_option,
+    std_option,
     user_errors,
+    weights_option,
 )
 
 
@@ -49,7 +55,7 @@ def _parse_indices(text: str | None, n: int, size: int) -> list[int]:
 
 @app.command("explain")
 def explain_command(
-    model: str = typer.Option(..., "--model", help="Model spec (robustlab models lists them)."),
+    model: str = typer.Option(..., "--model", help=MODEL_HELP),
     data: str = data_option(),
     corruption: str | None = typer.Option(
         None, "--corruption", help="Corruption for the perturbed column (default: none, clean maps twice)."
@@ -72,6 +78,11 @@ def explain_command(
     device: str | None = device_option(),
     data_dir: Path | None = data_dir_option(),
     pretrained: bool = typer.Option(True, "--pretrained/--random-init"),
+    weights: Path | None = weights_option(),
+    mean: str | None = mean_option(),
+    std: str | None = std_option(),
+    input_size: str | None = input_size_option(),
+    num_classes: int | None = num_classes_option(),
 ) -> None:
     """Write a PNG grid: image, perturbed image, and their explanation maps overlaid (same class for both)."""
     import torch
@@ -91,7 +102,8 @@ def explain_command(
             EXPLAINERS.get(method)  # unknown -> close matches, before any model is loaded
         dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         clf, dataset = load_model_and_data(model, data, split=split, data_dir=data_dir, pretrained=pretrained,
-                                           device=dev)  # fmt: skip
+                                           device=dev, weights=weights, mean=mean, std=std, input_size=input_size,
+                                           num_classes=num_classes)  # fmt: skip
         note_data(None, dataset)
         chosen = _parse_indices(indices, n, len(dataset))
         images, labels = dataset.get_batch(chosen)
