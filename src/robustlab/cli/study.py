@@ -12,6 +12,7 @@ from rich.markup import escape
 from robustlab.cli._app import app
 from robustlab.cli._common import (
     USER_ERRORS,
+    command_line,
     console,
     data_dir_option,
     data_option,
@@ -140,7 +141,7 @@ def noise_command(
                 result = noise_study(specs, data, sigmas, store=store, n=n, data_dir=data_dir, noise_at=noise_at,
                                      seed=seed, batch_size=batch_size, device=device, pretrained=pretrained,
                                      backend=backend, ray_address=ray_address, retries=retries,
-                                     callback=view)  # fmt: skip
+                                     callback=view, command=command_line())  # fmt: skip
             except StudyFailed as exc:
                 result, failure = exc.study, str(exc)
     table = Table(title=f"Gaussian noise on {escape(data)}")
@@ -179,7 +180,7 @@ def analyze_command(
         if not db.is_file():
             raise FileNotFoundError(f"results store {db} does not exist; run robustlab study noise first")
         with Store(db) as store:
-            rows = noise_rows(store.results())
+            rows = noise_rows(store.results(), store.attributes())
             if not rows:
                 raise ValueError(f"{db} holds no noise sweep (run robustlab study noise --models ... first)")
             attributes, unbuilt = stored_or_built_attributes(store, sorted({r["model"] for r in rows}))

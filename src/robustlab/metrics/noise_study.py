@@ -79,13 +79,29 @@ NOISE_PERTURBATIONS = ("gaussian_noise_pixels", "gaussian_noise_sigma")
 ANALYSED_ATTRIBUTES = ("stem_kernel", "input_size", "global_pool", "pretraining", "min_std")
 
 
-def noise_rows(results: Any) -> list[dict[str, Any]]:
+def native_input_attribute(dataset: str) -> str:
+    """The stored attribute name saying whether a model takes ``dataset``'s images at their native size.
+
+    ``robustlab study noise`` writes it (True: no resize, so noise on the model's input *is* noise on the native
+    pixels) so that :func:`noise_rows` can label such sweeps by what the noise actually hit.
+    """
+    return f"native_input:{dataset}"
+
+
+def noise_rows(results: Any, attributes: Mapping[str, Mapping[str, Any]] | None = None) -> list[dict[str, Any]]:
     """Per (model, dataset, noise placement): accuracy per σ, slope, drop and RankDiff, from stored cells.
 
     ``results`` is :meth:`robustlab.store.Store.results` (a DataFrame). Noise on native pixels
     (``gaussian_noise_pixels``, σ = 0 stored as its clean level) and after the resize (``gaussian_noise_sigma``,
-    clean from the ``clean`` cell) are kept apart. RankDiff and the drop are taken at the largest σ that every
-    model of the group was run at, so models swept over different grids are still compared on one level.
+    clean from the ``clean`` cell) are kept apart. A ``gaussian_noise_sigma`` sweep of a model whose stored
+    attributes say it takes the dataset at its native size (:func:`native_input_attribute`) had no resize to come
+    after, so it is labelled and ranked with the ``pixels`` sweeps. RankDiff and the drop are taken at the largest σ
+    that every model of the group was run at, so models swept over different grids are still compared on one level.
+
+    Args:
+        results: the stored cells.
+        attributes: the store's attributes (:meth:`robustlab.store.Store.attributes`); without them every
+            ``gaussian_noise_sigma`` sweep is labelled ``input``.
 
     Returns:
         Dicts with ``model, dataset, noise_at, sigmas, accuracy, clean, top_sigma, noisy, drop, slope,
@@ -95,8 +111,10 @@ def noise_rows(results: Any) -> list[dict[str, Any]]:
 
     from robustlab.metrics import rank_difference, robustness_slope
 
+    attributes = attributes or {}
     df = results[(results["metric"] == "accuracy") & (results["split"] == "test")] if len(results) else results
-    rows: list[dict[str, Any]] = []
+    # (dataset, placement) -> model -> σ -> accuracy; placement is where the noise landed, not the store's name
+    groups: dict[tuple[str, str], dict[str, dict[float, float]]] = {}
     for perturbation in NOISE_PERTURBATIONS:
         noisy = df[df["perturbation"] == perturbation]
         for dataset, group in noisy.groupby("dataset", sort=True):
@@ -108,25 +126,30 @@ def noise_rows(results: Any) -> list[dict[str, Any]]:
                 for r in clean.itertuples(index=False):
                     if r.model in per_model:
                         per_model[r.model][0.0] = float(r.value)
-            per_model = {m: acc for m, acc in per_model.items() if 0.0 in acc and len(acc) >= 2}
-            if not per_model:
-                continue
-            common = set.intersection(*(set(acc) for acc in per_model.values())) - {0.0}
-            top = max(common) if common else None
-            ranks: dict[str, int] = {}
-            if top is not None and len(per_model) > 1:
-                ranks = rank_difference({m: a[0.0] for m, a in per_model.items()},
-                                        {m: a[top] for m, a in per_model.items()})  # fmt: skip
-            for model, acc in sorted(per_model.items()):
-                sigmas = sorted(acc)
-                level = top if top is not None else sigmas[-1]
-                rows.append({
-                    "model": model, "dataset": dataset,
-                    "noise_at": "pixels" if perturbation == "gaussian_noise_pixels" else "input",
-                    "sigmas": sigmas, "accuracy": [acc[s] for s in sigmas], "clean": acc[0.0], "top_sigma": level,
-                    "noisy": acc[level], "drop": acc[0.0] - acc[level],
-                    "slope": robustness_slope(sigmas, [acc[s] for s in sigmas]), "rank_difference": ranks.get(model),
-                })  # fmt: skip
+            for model, acc in per_model.items():
+                native = attributes.get(model, {}).get(native_input_attribute(str(dataset))) is True
+                placement = "pixels" if perturbation == "gaussian_noise_pixels" or native else "input"
+                groups.setdefault((str(dataset), placement), {}).setdefault(model, acc)
+    rows: list[dict[str, Any]] = []
+    for (dataset, placement), found in sorted(groups.items()):
+        per_model = {m: acc for m, acc in found.items() if 0.0 in acc and len(acc) >= 2}
+        if not per_model:
+            continue
+        common = set.intersection(*(set(acc) for acc in per_model.values())) - {0.0}
+        top = max(common) if common else None
+        ranks: dict[str, int] = {}
+        if top is not None and len(per_model) > 1:
+            ranks = rank_difference({m: a[0.0] for m, a in per_model.items()},
+                                    {m: a[top] for m, a in per_model.items()})  # fmt: skip
+        for model, acc in sorted(per_model.items()):
+            sigmas = sorted(acc)
+            level = top if top is not None else sigmas[-1]
+            rows.append({
+                "model": model, "dataset": dataset, "noise_at": placement,
+                "sigmas": sigmas, "accuracy": [acc[s] for s in sigmas], "clean": acc[0.0], "top_sigma": level,
+                "noisy": acc[level], "drop": acc[0.0] - acc[level],
+                "slope": robustness_slope(sigmas, [acc[s] for s in sigmas]), "rank_difference": ranks.get(model),
+            })  # fmt: skip
     return rows
 
 

@@ -227,7 +227,7 @@ def _noise_study(df: pd.DataFrame, attributes: Mapping[str, Mapping[str, object]
     Architecture attributes come from the store (written by ``robustlab study noise``); a model without stored
     attributes shows them as unknown.
     """
-    rows = [r for r in noise_rows(df) if r["rank_difference"] is not None]
+    rows = [r for r in noise_rows(df, attributes) if r["rank_difference"] is not None]
     if not rows:
         return []
     joined = with_attributes(rows, attributes)

@@ -170,8 +170,14 @@ def _study_model(
     # instead of building the model again
     store.add_attributes(spec, stored_attributes(classifier_attributes(spec, clf)), run_id=run_id)
     if noise_at == "pixels":
+        from robustlab.metrics.noise_study import native_input_attribute
+
         native = head(load_dataset(data, split=split, data_dir=data_dir), n)
-        if _needs_resize(native, dataset):
+        resized = _needs_resize(native, dataset)
+        # without a resize the engine's noise below lands on the native pixels: say so, so the analysis labels the
+        # sweep "pixels" (what was asked and done) rather than by the engine condition's name
+        store.add_attributes(spec, {native_input_attribute(native.name): not resized}, run_id=run_id)
+        if resized:
             by_sigma, new = _pixel_noise_sweep(clf, native, spec, levels, store=store, run_id=run_id, seed=seed,
                                                batch_size=batch_size, device=device, callback=callback)  # fmt: skip
             return [by_sigma[s] for s in levels], new
@@ -262,6 +268,7 @@ def noise_study(
     ray_address: str | None = None,
     retries: int = 1,
     callback: Callable[[dict[str, Any]], None] | None = None,
+    command: str | None = None,
 ) -> NoiseStudy:
     """Evaluate clean accuracy and accuracy under additive Gaussian noise for each model; store every cell.
 
@@ -279,6 +286,9 @@ def noise_study(
             cluster (``ray_address``, or a local instance), retried ``retries`` times; only this process writes
             the store. Models whose task still fails are listed in ``NoiseStudy.failed`` and raise at the end.
         callback: engine events plus ``{"kind": "model", "done", "total", "description"}``.
+        command: the command line recorded with the run (``robustlab results --runs``); the CLI passes the one
+            typed. By default the equivalent ``robustlab study noise`` command, every argument that changes the
+            cells included (the store's path is not known here, so ``--db`` is not).
 
     Raises:
         ValueError: bad σ, unknown ``noise_at`` or backend, an empty model list, unknown models.
@@ -296,7 +306,10 @@ def noise_study(
               "backend": backend}  # fmt: skip
     kwargs = {"data": data, "split": split, "n": n, "data_dir": data_dir, "pretrained": pretrained, "device": device,
               "levels": levels, "noise_at": noise_at, "seed": seed, "batch_size": batch_size}  # fmt: skip
-    with store.run(f"robustlab study noise --models {','.join(models)} --data {data}", config) as run_id:
+    if command is None:
+        command = _equivalent_command(models, data, levels, n=n, noise_at=noise_at, seed=seed,
+                                      data_dir=data_dir, pretrained=pretrained, backend=backend)  # fmt: skip
+    with store.run(command, config) as run_id:
         if backend == "ray":
             _run_on_ray(models, kwargs, store=store, run_id=run_id, address=ray_address, retries=retries,
                         callback=callback, result=result)  # fmt: skip
@@ -317,6 +330,26 @@ def noise_study(
         details = "; ".join(f"{m}: {why}" for m, why in result.failed.items())
         raise StudyFailed(result, f"{len(result.failed)} of {len(models)} models failed after retries: {details}")
     return result
+
+
+def _equivalent_command(
+    models: Sequence[str], data: str, levels: list[float], *, n: int | None, noise_at: str, seed: int,
+    data_dir: Any, pretrained: bool, backend: str,
+) -> str:
+    """The ``robustlab study noise`` command that measures these cells again (for runs started from Python)."""
+    import shlex
+
+    words = ["robustlab", "study", "noise", "--models", ",".join(models), "--data", str(data),
+             "--sigmas", ",".join(f"{s:g}" for s in levels), "--noise-at", noise_at, "--seed", str(seed)]  # fmt: skip
+    if n is not None:
+        words += ["--n", str(n)]
+    if data_dir is not None:
+        words += ["--data-dir", str(data_dir)]
+    if not pretrained:
+        words.append("--random-init")
+    if backend != "local":
+        words += ["--backend", backend]
+    return " ".join(shlex.quote(w) for w in words)
 
 
 class StudyFailed(RuntimeError):
