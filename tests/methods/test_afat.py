@@ -1,4 +1,4 @@
-"""AFAT (seed 001): exact patch counts, the clipped straight-through gradient, the min–max directions, λ = 0 as plain
+"""AFAT: exact patch counts, the clipped straight-through gradient, the min–max directions, λ = 0 as plain
 training, timm ``test_vit`` and the 32-px ViT, ablations and errors."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Noise on native pixels before the model's resize (seed 004's setup), and the Ray backend."""
+"""Noise on native pixels before the model's resize (the Gaussian-noise study's setup), and the Ray backend."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Theory of seed 004 against Monte Carlo: every closed form agrees with simulation within 2 %."""
+"""The Gaussian-noise study's theory against Monte Carlo: every closed form agrees with simulation within 2 %."""
 
 from __future__ import annotations
 

@@ -16,7 +16,7 @@ list of one generator per image (an image's random start then does not depend on
   so it checks that robustness is not gradient masking.
 - :func:`patch_fool`: Patch-Fool (Fu et al. 2022) for vision transformers; :func:`select_patches` is its
   attention-aware patch selection.
-- :func:`patch_corruption_accuracy`: accuracy under random noise-patch occlusion (AFAT, seed 001).
+- :func:`patch_corruption_accuracy`: accuracy under random noise-patch occlusion (AFAT).
 - :func:`worst_case`: an AutoAttack-style cascade, each attack only on the points still robust; :func:`autoattack`
   is AutoAttack's standard set in it (APGD-CE, APGD-T, FAB-T, Square).
 

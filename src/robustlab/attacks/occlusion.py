@@ -1,4 +1,4 @@
-"""Accuracy under patch-based corruption (AFAT, seed 001, Table 3 "random selected patch").
+"""Accuracy under patch-based corruption (AFAT, Table 3 "random selected patch").
 
 A fraction ρ of the non-overlapping patches of each image is replaced by uniform noise
 (:func:`robustlab.perturb.patch_occlusion`, eq. 1) and the model's accuracy on the result is measured.

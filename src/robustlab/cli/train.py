@@ -1,5 +1,5 @@
 """`robustlab train`: train or fine-tune a model with the one training loop; `robustlab train METHOD` trains with a
-method from the seed papers (each method module adds its subcommand to ``train_app``)."""
+method of the papers (AFAT, A3; each method module adds its subcommand to ``train_app``)."""
 
 from __future__ import annotations
 

@@ -254,7 +254,7 @@ def attack_dataset(
     return AttackOutcome(*(torch.cat(column) for column in zip(*parts, strict=True)))
 
 
-# ----------------------------------------------------------------------------------------------- AFAT (seed 001)
+# ------------------------------------------------------------------------------------------------------------ AFAT
 # Suite entries for AFAT's evaluation:
 # - ``afat_patch:corruptor=PATH,ratio=0.1``: accuracy when a trained patch-corruption model C (saved by
 #   ``robustlab train afat`` as OUT.corruptor.pt) picks the ⌊ρ·N⌋ patches to replace with uniform noise.

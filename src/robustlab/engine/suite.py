@@ -9,8 +9,8 @@ ranges written ``1-5``, fractions ``8/255``. Tokens:
 - ``corruptions``: the 15 test corruptions x severities 1..5; ``validation``: the 4 validation corruptions;
   ``all_corruptions``: both. Options ``severities=1+3+5`` or ``1-5``, ``profile=cifar``.
 - any corruption name (``fog``, ``glass_blur:severities=3``).
-- ``noise``: additive pixel-space Gaussian noise (seed 004), option ``sigmas=0.02+0.04+...``.
-- ``occlusion``: random uniform-noise patch occlusion (seed 001), options ``ratios=0.1+0.2``, ``patch=16``.
+- ``noise``: additive pixel-space Gaussian noise (the Gaussian-noise study), option ``sigmas=0.02+0.04+...``.
+- ``occlusion``: random uniform-noise patch occlusion (AFAT), options ``ratios=0.1+0.2``, ``patch=16``.
 - ``sequences`` / ``validation_sequences`` / ``all_sequences`` or a sequence name: ImageNet-P style flip rates.
 - an attack name (``pgd:eps=8/255,steps=20``, ``fgsm:eps=1/255+2/255``, ``autoattack:eps=8/255``) or ``attacks``
   (FGSM and PGD-10, option ``eps``): clean and robust accuracy and attack success rate per setting (see
@@ -19,7 +19,7 @@ ranges written ``1-5``, fractions ``8/255``. Tokens:
   per corruption and severity (options ``corruptions=fog+snow``, ``severities``, ``method=cam|grad_cam``).
 - ``afat_patch:corruptor=PATH,ratio=0.1``: accuracy when a trained AFAT corruption model picks the noise patches;
   ``patch_attention_stability:ratios=0.1,patch=4,layers=0-5``: attention cosine under random noise patches, overall
-  and per layer (seed 001; see :mod:`robustlab.engine.measures`).
+  and per layer (AFAT; see :mod:`robustlab.engine.measures`).
 
 Each condition is one store cell family (perturbation, severity, params); conditions of a group share one pass over
 the data (a corruption's five severities, the noise levels), so a killed run resumes at group granularity at worst.
@@ -266,7 +266,7 @@ def build_suite(
         elif name in ("cam_stability", "attention_stability"):
             for group_name, conditions in stability_conditions(name, options, prof):
                 add(group_name, conditions)
-        elif name in AFAT_TOKENS:  # AFAT (seed 001): see the AFAT block of robustlab.engine.measures
+        elif name in AFAT_TOKENS:  # AFAT: see the AFAT block of robustlab.engine.measures
             add(name, afat_conditions(name, options, image_size))
         else:
             known = list(SUITE_TOKENS) + list(AFAT_TOKENS) + list(ALL_CORRUPTIONS) + list(SEQUENCES) + attack_names()

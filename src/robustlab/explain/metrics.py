@@ -53,7 +53,7 @@ def map_cosine(maps_a: Tensor, maps_b: Tensor) -> Tensor:
 
 
 def attention_cosine(clean: Tensor, perturbed: Tensor, *, average: bool = False) -> Tensor:
-    """Attention stability (AFAT, seed 001, Figs. 3-4): cosine similarity of clean and perturbed attention maps.
+    """Attention stability (AFAT, Figs. 3-4): cosine similarity of clean and perturbed attention maps.
 
     Computed for each image, layer and head over the ``h x w`` map (from
     :func:`robustlab.explain.attention_maps`); AFAT reports the average over layers and heads per image.
@@ -113,7 +113,7 @@ def topk_iou(maps_a: Tensor, maps_b: Tensor, *, fraction: float = 0.1) -> Tensor
 
 
 def total_variation(maps: Tensor) -> Tensor:
-    """Anisotropic total variation of each map (A-TPT, seed 003).
+    """Anisotropic total variation of each map (A-TPT).
 
     ``TV(A) = sum_{u,v} |A[u+1, v] - A[u, v]| + sum_{u,v} |A[u, v+1] - A[u, v]|`` over the last two axes
     (rows ``u``, columns ``v``), summed over any channel axis. Not normalised by the map size, as in the paper,

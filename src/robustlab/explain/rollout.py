@@ -6,7 +6,7 @@ Three recipes, each returning the class token's row of a token-to-token matrix o
   renormalised, multiplied through all layers;
 - :func:`gradient_rollout` (Chefer et al., 2021, "generic attention-model explainability"): each layer's
   attention weighted by its gradient, ``I + mean_h (dS/dA * A)^+``, accumulated as ``R <- R + Abar R``;
-- :func:`token_gradient_rollout` (A-TPT, seed 003): attention columns scaled by first-order token importances
+- :func:`token_gradient_rollout` (A-TPT): attention columns scaled by first-order token importances
   ``[<T, dS/dT>_d]^+`` (l1-normalised), only the last two layers, clipped at a quantile and min-max scaled.
 
 ``S`` is the logit of the explained class (``labels``, default the top-1 prediction). Gradients come from

@@ -64,7 +64,7 @@ def attention_stability(
 ) -> Tensor:
     """AFAT's attention stability: per layer and head, cosine of clean vs perturbed attention maps.
 
-    The default query is the centre patch, as in AFAT's Figs. 1, 3 and 4 (seed 001); average the result over
+    The default query is the centre patch, as in AFAT's Figs. 1, 3 and 4; average the result over
     layers and heads for the paper's per-image Cos-Sim.
 
     Args:

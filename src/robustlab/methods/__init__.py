@@ -1,10 +1,10 @@
-"""Methods from the seed papers, each a module of loss/step functions that reuse ``train.fit`` and ``engine``.
+"""The papers' methods (AR2, AFAT, A3, A-TPT), each a module of loss/step functions reusing ``train.fit``, ``engine``.
 
 - :mod:`robustlab.methods.ar2`: CAM-guided repair of a pretrained CNN against common corruptions (AR2), with
   fine-tune-only, refinement-only and AugMix baselines under the same step budget.
 - :mod:`robustlab.methods.afat`: adversarial feature alignment for vision transformers (AFAT): a learned
   patch-corruption model trained against feature alignment, with random-selection / PatchDrop / CE ablations.
-- :mod:`robustlab.methods.a3`: A3 (reconstructed, seed 002), a plug-in activation amplification / attenuation
+- :mod:`robustlab.methods.a3`: A3 (reconstructed), a plug-in activation amplification / attenuation
   module with contrastive and ranking losses on amplified negatives, for adversarial training.
 - :mod:`robustlab.methods.augmix`: batched, generator-driven AugMix in torch (the AugMix baseline).
 - :mod:`robustlab.methods.atpt`: A-TPT test-time prompt tuning of CLIP with TPT / R-TPT / zero-shot baselines;

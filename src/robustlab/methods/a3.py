@@ -1,6 +1,6 @@
-"""A3 (reconstructed): activation amplification / attenuation for adversarial robustness (seed paper 002).
+"""A3 (reconstructed): activation amplification / attenuation for adversarial robustness (the A3 paper).
 
-The A3 paper's text and code are not public; seed 002 states only the design constraints. Everything below is a
+The A3 paper's text and code are not public; only its design constraints are known. Everything below is a
 **reconstruction** that satisfies those constraints, and every reconstructed choice is a parameter:
 
 - The module sits on a post-ReLU feature map ``a`` ``(N, C, H, W)``. It owns one mask logit per channel

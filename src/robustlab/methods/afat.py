@@ -1,4 +1,4 @@
-"""AFAT (seed 001): adversarial feature alignment for vision transformers.
+"""AFAT: adversarial feature alignment for vision transformers.
 
 A small *patch-corruption model* C scores the patches of each image; the ⌊ρ·N⌋ lowest-scoring patches are
 replaced by uniform noise, ``x̂ = M ⊙ x + (1 − M) ⊙ δ``. The classifier F is trained on
@@ -95,7 +95,7 @@ NOISE_SPACES = ("pixel", "normalized")
 
 @dataclass
 class AFATConfig:
-    """Settings of AFAT; defaults are the paper's (seed 001, section 4 and Fig. 6)."""
+    """Settings of AFAT; defaults are the paper's (section 4 and Fig. 6)."""
 
     rho: float = 0.1
     """Occlusion ratio ρ: the fraction of patches C occludes per image, in (0, 1)."""

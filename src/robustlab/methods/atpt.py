@@ -1,4 +1,4 @@
-"""A-TPT (seed 003): attention-guided test-time prompt tuning of a frozen CLIP, with TPT, R-TPT and zero-shot baselines.
+"""A-TPT: attention-guided test-time prompt tuning of a frozen CLIP, with TPT, R-TPT and zero-shot baselines.
 
 Per test image, only the prompt's context vectors are tuned (reset to ``ctx_init`` first, for every sample):
 

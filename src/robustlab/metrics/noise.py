@@ -1,4 +1,4 @@
-"""Noise-study metrics (seed 004): robustness slope and rank difference across models."""
+"""Noise-study metrics ("Unlocking Noise-Resistant Vision"): robustness slope and rank difference across models."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """A3 (reconstructed) plug-in modules: the channel mask and magnitude scale, attached to a model by hooks.
 
-This is the model side of A3 (seed paper 002): the module (:class:`A3Module`), the attachment that hooks modules
+This is the model side of A3: the module (:class:`A3Module`), the attachment that hooks modules
 onto named layers (:func:`attach` / :func:`detach`), the mode switch (:func:`set_mode` / :func:`a3_mode`) and the
 re-attachment from a checkpoint record (:func:`attach_from_spec`). It lives in the model layer because a saved
 model carries its A3 modules: ``create_model("file:...")`` rebuilds them without knowing the training method.

@@ -80,7 +80,7 @@ def save_checkpoint(classifier: Classifier, path: str | os.PathLike[str], *, arc
         "interpolation": classifier.interpolation,
         "family": classifier.family,
     }
-    plugin = getattr(classifier.net, "a3", None)  # A3 (seed 002) modules: recorded here, re-attached on load
+    plugin = getattr(classifier.net, "a3", None)  # A3 modules: recorded here, re-attached on load
     if plugin is not None and hasattr(plugin, "spec"):
         meta["a3"] = plugin.spec()
     # clone: safetensors refuses tensors that share memory (tied weights), and the file must not alias the

@@ -1,4 +1,4 @@
-"""AFAT's patch-corruption model C (seed 001, eq. 2), its file format, and the ViT patch grid it is built for.
+"""AFAT's patch-corruption model C (eq. 2), its file format, and the ViT patch grid it is built for.
 
 C scores the patches of a ViT's input; AFAT (:mod:`robustlab.methods.afat`) trains it against the classifier, and
 the ``afat_patch`` evaluation condition (:mod:`robustlab.engine`) reads a trained one back with

@@ -1,4 +1,4 @@
-"""Patch occlusion: replace a fraction ρ of the non-overlapping p×p patches with noise (AFAT, seed 001, eq. 1).
+"""Patch occlusion: replace a fraction ρ of the non-overlapping p×p patches with noise (AFAT, eq. 1).
 
 The corrupted image is ``x̂ = M·x + (1 − M)·δ`` where ``M`` keeps a patch (1) or occludes it (0) and ``δ`` is
 uniform [0, 1] noise in pixel space. Here the returned mask is the complement, ``occluded = 1 − M`` (True where a
@@ -40,7 +40,7 @@ __all__ = [
 OCCLUSION_NOISE = ("uniform", "zeros")
 
 # robustlab's own severity scale (not part of any benchmark): AFAT trains and evaluates at ρ = 10 % (severity 2)
-# and ablates ρ over 0..50 % (seed 001, section 5, "Occlusion ratio ρ").
+# and ablates ρ over 0..50 % (AFAT, section 5, "Occlusion ratio ρ").
 OCCLUSION_RATIOS: dict[int, float] = {1: 0.05, 2: 0.10, 3: 0.20, 4: 0.30, 5: 0.50}
 
 # the patch grid of the usual vision transformers at each profile's size: ViT-*/16 at 224 px (14 × 14 patches),

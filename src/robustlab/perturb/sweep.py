@@ -1,4 +1,4 @@
-"""Additive pixel-space Gaussian noise at a given σ (the noise study of seed 004)."""
+"""Additive pixel-space Gaussian noise at a given σ (the Gaussian-noise study, "Unlocking Noise-Resistant Vision")."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Model-zoo studies (seed 004): noise theory, timm architecture attributes, noise sweeps and their analysis."""
+"""The Gaussian-noise study ("Unlocking Noise-Resistant Vision"): noise theory, timm architecture attributes, noise
+sweeps over model zoos and their analysis."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Architecture attributes of timm models (seed 004): stem, anti-aliasing, pooling, resolution, normalisation.
+"""Architecture attributes of timm models (noise study): stem, anti-aliasing, pooling, resolution, normalisation.
 
 Models are built on the meta device (``pretrained=False``), so no weights are downloaded and no memory is
 allocated: only module structure and timm's pretrained config are read. Every attribute is either known or the

@@ -1,4 +1,4 @@
-"""Gaussian-noise sweeps over many models (seed 004): accuracy per σ, robustness slope, rank difference.
+"""Gaussian-noise sweeps over many models (the noise study): accuracy per σ, robustness slope, rank difference.
 
 Every cell goes through :func:`robustlab.engine.evaluate` and the results store, so a re-run resumes and adds
 nothing. Backends: in-process, or one Ray task per model with the results written by the driver.
@@ -44,7 +44,7 @@ class NoiseStudy:
 
 
 class PixelNoiseDataset(ImageDataset):
-    """Native images with N(0, σ²) pixel noise added *before* the model's resize and centre crop (seed 004's setup).
+    """Native images with N(0, σ²) pixel noise added *before* the model's resize and centre crop (the study's setup).
 
     Each image is read at its own size, noised with its per-sample generator (so its noise does not depend on the
     batch or on ``n``), clipped to [0, 1], then resized and cropped in float by :meth:`Preprocess.apply_tensor`

@@ -1,4 +1,4 @@
-"""Closed-form noise theory of seed 004: how stems, downsampling, pooling and normalisation move Gaussian noise.
+"""Closed-form noise theory of the Gaussian-noise study: how stems, downsampling, pooling and normalisation move noise.
 
 Every function here is pure (numbers in, numbers out). White Gaussian noise of standard deviation ``sigma`` is
 the input; each function says what comes out of one architectural module. The Monte Carlo checks live in
