@@ -23,9 +23,12 @@ def test_every_public_name_is_the_library_object() -> None:
     assert robustlab.evaluate is engine.evaluate
     assert robustlab.Store is store.Store
     assert robustlab.attack is attacks.attack
+    assert robustlab.wrap_model is models.wrap_model
     assert sorted(robustlab.__all__) == sorted(
-        ["Store", "__version__", "attack", "create_model", "evaluate", "explain", "load_dataset", "perturb"]
-    )
+        ["Store", "__version__", "attack", "create_model", "evaluate", "explain", "load_dataset", "perturb",
+         "wrap_model"]
+    )  # fmt: skip
+    assert set(robustlab.__all__) <= set(dir(robustlab))
     with pytest.raises(AttributeError, match="no attribute 'create_modle'"):
         robustlab.create_modle  # noqa: B018
 
@@ -42,6 +45,19 @@ def test_perturb_and_explain_are_callable_subpackages() -> None:
     maps = robustlab.explain(model, images, "grad_cam")
     assert maps.shape == (2, 1, 32, 32)
     assert torch.equal(maps, explain.explain(model, images, "grad_cam"))
+
+
+def test_wrap_model_at_the_top_level_feeds_the_network_normalised_pixels() -> None:
+    from robustlab.models import Classifier
+
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 8 * 8, 4))
+    model = robustlab.wrap_model(net, mean=(0.5, 0.4, 0.3), std=(0.2, 0.25, 0.3), input_size=8)
+    assert isinstance(model, Classifier) and model.num_classes == 4
+    images = torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    mean = torch.tensor([0.5, 0.4, 0.3]).view(1, 3, 1, 1)
+    std = torch.tensor([0.2, 0.25, 0.3]).view(1, 3, 1, 1)
+    with torch.no_grad():
+        assert torch.allclose(model(images), net((images - mean) / std), atol=1e-6)
 
 
 def test_attack_dispatches_through_the_registry() -> None:

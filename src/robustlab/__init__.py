@@ -10,6 +10,7 @@ The front doors, at the top level::
     adversarial = robustlab.attack(model, images, labels, "pgd")   # any registered attack
     maps = robustlab.explain(model, images, "grad_cam")            # any registered explainer
     cells = robustlab.evaluate(model, data, ["clean", "noise"], store=robustlab.Store("results.db"))
+    mine = robustlab.wrap_model(net, mean=(0.5,) * 3, std=(0.25,) * 3, input_size=32)  # your own network
 
 ``perturb`` and ``explain`` are also the subpackages :mod:`robustlab.perturb` and :mod:`robustlab.explain`
 (calling the subpackage calls its front door), so ``robustlab.perturb.fog`` works as well.
@@ -35,16 +36,19 @@ _EXPORTS = {
     "explain": "robustlab.explain",
     "load_dataset": "robustlab.data",
     "perturb": "robustlab.perturb",
+    "wrap_model": "robustlab.models",
 }
 
-__all__ = ["Store", "__version__", "attack", "create_model", "evaluate", "explain", "load_dataset", "perturb"]
+__all__ = [
+    "Store", "__version__", "attack", "create_model", "evaluate", "explain", "load_dataset", "perturb", "wrap_model",
+]
 
 if TYPE_CHECKING:
     from robustlab import explain, perturb
     from robustlab.attacks import attack
     from robustlab.data import load_dataset
     from robustlab.engine.evaluate import evaluate
-    from robustlab.models import create_model
+    from robustlab.models import create_model, wrap_model
     from robustlab.store import Store
 
 
