@@ -40,7 +40,15 @@ _EXPORTS = {
 }
 
 __all__ = [
-    "Store", "__version__", "attack", "create_model", "evaluate", "explain", "load_dataset", "perturb", "wrap_model",
+    "Store",
+    "__version__",
+    "attack",
+    "create_model",
+    "evaluate",
+    "explain",
+    "load_dataset",
+    "perturb",
+    "wrap_model",
 ]
 
 if TYPE_CHECKING:

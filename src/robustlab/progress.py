@@ -9,13 +9,16 @@ The evaluation engine, ``attack_dataset`` and the attack cascade report what the
 - :class:`StageDone`: a cascade stage (AutoAttack's APGD-CE, APGD-T, FAB-T, Square) finished on a batch, with the
   images still robust after it.
 
+The training loop (:func:`robustlab.train.fit`) sends :class:`EpochStarted`, :class:`TrainStep` and
+:class:`EpochDone` to its ``callback=``.
+
 The engine's functions take ``callback=``; code that runs deeper (a cascade inside an engine batch) reaches the
 same callback through :func:`emit`, which sends to whatever :func:`listening` installed (a context variable, so
 threads and nested evaluations keep their own). Nothing here prints: the command line turns events into progress
 bars or plain log lines.
 
-Events still read like the dicts the engine used to send (``event["kind"]``, ``event.get("done")``), so callbacks
-written for those keep working.
+Events still read like the dicts the engine and the training loop used to send (``event["kind"]``,
+``event.get("done")``, ``"loss" in event``, ``{**event}``), so callbacks written for those keep working.
 """
 
 from __future__ import annotations
@@ -54,6 +57,14 @@ class Event:
 
     def __contains__(self, key: object) -> bool:
         return isinstance(key, str) and self.get(key, _MISSING) is not _MISSING
+
+    def keys(self) -> list[str]:
+        """``"kind"``, the fields and the old dict keys: what ``{**event}`` and ``dict(event)`` copy."""
+        return list(dict.fromkeys(["kind", *(f.name for f in dataclasses.fields(self)), *self._legacy()]))
+
+    def __iter__(self) -> Iterator[str]:
+        """The keys, as iterating the old dict events gave them (``set(event)``)."""
+        return iter(self.keys())
 
     def _legacy(self) -> dict[str, Any]:
         return {}
@@ -114,8 +125,49 @@ class StageDone(Event):
     n: int
 
 
+@dataclass(frozen=True)
+class EpochStarted(Event):
+    """The training loop begins epoch ``epoch`` (1-based) of ``epochs``."""
+
+    kind: ClassVar[str] = "epoch_start"
+    epoch: int
+    epochs: int
+
+
+@dataclass(frozen=True)
+class TrainStep(Event):
+    """One optimiser step of the training loop is done."""
+
+    kind: ClassVar[str] = "step"
+    epoch: int
+    """1-based epoch the step belongs to."""
+    step: int
+    """Steps done so far in the whole run (1-based, counting a resumed run's earlier steps)."""
+    total: int
+    """Steps the run makes in all."""
+    loss: float
+    """This batch's training loss."""
+    lr: float
+    """The learning rate the step used."""
+
+
+@dataclass(frozen=True)
+class EpochDone(Event):
+    """An epoch of the training loop is finished; the fields are its entry in ``FitResult.history``."""
+
+    kind: ClassVar[str] = "epoch_end"
+    epoch: int
+    train_loss: float
+    train_acc: float | None
+    """None when the loss function returns no logits."""
+    val_acc: float | None
+    """None without validation data."""
+    lr: float
+    seconds: float
+
+
 Callback = Callable[[Any], None]
-"""What receives events (typed events, and the dict events of the training loops)."""
+"""What receives events (typed events, and the dict events some method loops still send)."""
 
 _listener: ContextVar[Callback | None] = ContextVar("robustlab_progress_listener", default=None)
 

@@ -16,7 +16,7 @@ from robustlab.cli._progress import ProgressView, format_seconds
 from robustlab.data import head, load_dataset
 from robustlab.engine import evaluate
 from robustlab.models import create_model
-from robustlab.progress import BatchDone, CellDone, GroupStarted, StageDone, listening
+from robustlab.progress import BatchDone, CellDone, EpochDone, GroupStarted, StageDone, TrainStep, listening
 from robustlab.store import Store
 
 runner = CliRunner()
@@ -98,3 +98,17 @@ def test_the_view_prints_cascade_stages_as_lines_and_draws_bars_on_a_terminal() 
         assert tasks["[2/3] fog · severities 1-5"].completed == 3
     assert format_seconds(42.04) == "42.0 s" and format_seconds(185) == "3 min 05 s"
     assert format_seconds(3725) == "1 h 02 min"
+
+
+def test_the_view_follows_the_training_loops_typed_events() -> None:
+    log = io.StringIO()
+    with ProgressView(Console(file=log, width=120), "train") as view:
+        view(TrainStep(epoch=1, step=3, total=10, loss=0.5, lr=0.1))
+        view(EpochDone(epoch=1, train_loss=0.4321, train_acc=None, val_acc=0.875, lr=0.1, seconds=1.0))
+    assert "epoch 1 done: train loss 0.4321, val acc 87.50 %" in log.getvalue()
+    screen = io.StringIO()
+    with ProgressView(Console(file=screen, width=120, force_terminal=True), "train") as view:
+        view(TrainStep(epoch=2, step=7, total=10, loss=0.25, lr=0.1))
+        assert view.progress is not None
+        (current,) = [t for t in view.progress.tasks if t.description.startswith("train epoch 2")]
+        assert (current.completed, current.total) == (7, 10) and "loss 0.250" in current.description

@@ -41,6 +41,21 @@ def test_events_come_in_order_and_count_every_step(make_model, make_data) -> Non
     assert set(events[4]) >= {"epoch", "train_loss", "train_acc", "val_acc", "lr", "seconds"}
 
 
+def test_events_are_the_typed_progress_events_and_still_read_like_the_old_dicts(make_model, make_data) -> None:
+    from robustlab.progress import EpochDone, EpochStarted, TrainStep
+
+    events: list = []
+    result = fit(make_model(), make_data(20, 0), epochs=1, lr=0.01, batch_size=8, callback=events.append,
+                 device="cpu")  # fmt: skip
+    assert [type(e) for e in events] == [EpochStarted, TrainStep, TrainStep, TrainStep, EpochDone]
+    start, step, end = events[0], events[1], events[-1]
+    assert (start.epoch, start.epochs) == (1, 1) and (step.step, step.total, step.epoch) == (1, 3, 1)
+    assert math.isfinite(step.loss) and step.loss == step["loss"] and "lr" in step and "val_acc" not in step
+    # the epoch's event is its history entry, field for field, and copies into the dict callbacks used to get
+    assert {k: v for k, v in {**end}.items() if k != "kind"} == result.history[0]
+    assert dict(end)["kind"] == "epoch_end" and end.get("val_acc") is None and "val_acc" in end
+
+
 def test_lr_follows_warmup_then_cosine(make_model, make_data) -> None:
     events: list[dict] = []
     fit(

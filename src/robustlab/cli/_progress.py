@@ -4,7 +4,8 @@ On a terminal: an overall bar (group k/N with an ETA over all the batches still 
 group that says what it holds (``fog · severities 1-5``), with AutoAttack's stage and robust accuracy so far. When
 stderr is not a terminal (nohup, SLURM logs, a pipe) bars would arrive only as their last state, so the same events
 become plain lines: one when a group starts, one per finished cell, one per cascade stage. Both end with the total
-time. The training loops' dict events (``{"kind": "step", ...}``) are followed on the current bar too.
+time. The training loop's events (:class:`~robustlab.progress.TrainStep` ...) and the dict events some loops still
+send (``{"kind": "step", ...}``) are followed on the current bar too.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from robustlab.progress import BatchDone, CellDone, Event, GroupStarted, StageDone
+from robustlab.progress import BatchDone, CellDone, EpochDone, EpochStarted, Event, GroupStarted, StageDone, TrainStep
 
 
 def format_seconds(seconds: float) -> str:
@@ -106,10 +107,8 @@ class ProgressView:
                 self.line(f"  {_cell_text(event)}  [{format_seconds(self.seconds)}]")
         elif isinstance(event, StageDone):
             self._on_stage(event)
-        elif isinstance(event, Event):
-            return
-        elif isinstance(event, dict):
-            self._on_dict(event)
+        elif isinstance(event, (dict, EpochStarted, TrainStep, EpochDone)):
+            self._on_dict(event)  # the training loop's typed events read like its old dicts
 
     def _on_group(self, event: GroupStarted) -> None:
         self._stage_robust = {}
@@ -147,7 +146,7 @@ class ProgressView:
         else:
             self.progress.update(self._current, description=escape(f"{self._group or self.label} · {text}"))
 
-    def _on_dict(self, event: dict[str, Any]) -> None:
+    def _on_dict(self, event: dict[str, Any] | Event) -> None:
         # the training loops' and the studies' events: a count, a total, maybe a description
         done = next((event[k] for k in ("completed", "done", "step") if k in event), None)
         description = event.get("description")
@@ -158,7 +157,11 @@ class ProgressView:
         if event.get("kind") == "step" and "loss" in event:
             description = f"{self.label} epoch {event.get('epoch')}  loss {event['loss']:.3f}".strip()
         if self.progress is None:
-            if event.get("kind") in ("epoch_end", "stage"):
+            if event.get("kind") == "epoch_end" and "train_loss" in event:
+                val = "" if event.get("val_acc") is None else f", val acc {100 * event['val_acc']:.2f} %"
+                self.line(f"epoch {event.get('epoch')} done: train loss {event['train_loss']:.4f}{val}  "
+                          f"[{format_seconds(self.seconds)}]")  # fmt: skip
+            elif event.get("kind") in ("epoch_end", "stage"):
                 self.line(f"{description or event.get('kind')}: {done}/{event.get('total')}  "
                           f"[{format_seconds(self.seconds)}]")  # fmt: skip
             return

@@ -18,6 +18,7 @@ from torch import Tensor, nn
 from robustlab._amp import autocast, resolve_amp
 from robustlab.data._base import ImageDataset, iter_batches
 from robustlab.engine.accuracy import evaluate_accuracy
+from robustlab.progress import EpochDone, EpochStarted, TrainStep
 from robustlab.rng import make_generator
 from robustlab.train.checkpoint import get_rng_state, load_checkpoint, save_checkpoint, set_rng_state
 from robustlab.train.config import FitConfig
@@ -43,7 +44,8 @@ LossFn = Callable[[nn.Module, Tensor, Tensor], "Tensor | tuple[Tensor, Tensor]"]
 Augment = Callable[..., Tensor]
 """``augment(images, *, generator) -> images``, batched, same shape, values in [0, 1]."""
 
-Callback = Callable[[dict[str, Any]], None]
+# receives EpochStarted, TrainStep and EpochDone; Any, so callbacks written for the old dict events still type-check
+Callback = Callable[[Any], None]
 
 
 @dataclass
@@ -183,8 +185,9 @@ def fit(
         augment: ``augment(images, *, generator)`` applied to each batch on the device, e.g.
             :func:`robustlab.train.random_crop_flip`.
         device: None picks CUDA when available (``cuda:LOCAL_RANK`` under torchrun), else CPU.
-        callback: receives progress events, dicts with a ``"kind"``: ``"epoch_start"`` (epoch, epochs),
-            ``"step"`` (epoch, step, total, loss, lr) and ``"epoch_end"`` (the history entry). Under
+        callback: receives the typed progress events of :mod:`robustlab.progress`: :class:`EpochStarted`
+            (epoch, epochs), :class:`TrainStep` (epoch, step, total, loss, lr) and :class:`EpochDone` (the history
+            entry). They read like the dicts sent before (``event["kind"] == "step"``, ``event["loss"]``). Under
             torchrun every rank calls its callback; filter with :func:`robustlab.train.distributed.rank`.
 
     Returns:
@@ -297,7 +300,7 @@ def _fit(
         net.train()  # every epoch, because validation below switches to eval; net may be a DDP wrapper
         epoch_started = time.monotonic() - carried_seconds
         if callback is not None:
-            callback({"kind": "epoch_start", "epoch": epoch + 1, "epochs": cfg.epochs})
+            callback(EpochStarted(epoch=epoch + 1, epochs=cfg.epochs))
         # [loss sum, correct, count] on the device: no host sync per step
         totals = torch.tensor(carried, dtype=torch.float64, device=device)
         reports_logits = False
@@ -338,10 +341,7 @@ def _fit(
                 totals[1] += (logits.detach().argmax(dim=1) == labels).sum()
             totals[2] += len(labels)
             if callback is not None:
-                callback({
-                    "kind": "step", "epoch": epoch + 1, "step": step, "total": total_steps,
-                    "loss": float(loss.detach()), "lr": lr,
-                })  # fmt: skip
+                callback(TrainStep(epoch=epoch + 1, step=step, total=total_steps, loss=float(loss.detach()), lr=lr))
             if cfg.max_time is not None and _time_is_up(started, cfg.max_time):
                 broadcast_buffers(model)
                 summed = all_reduce_sum(totals).tolist()
@@ -379,7 +379,7 @@ def _fit(
             log.info("epoch %d/%d: %s", epoch + 1, cfg.epochs, history[-1])
         save(epoch + 1, 0, step, [0.0, 0.0, 0.0], 0.0)
         if callback is not None:
-            callback({"kind": "epoch_end", **history[-1]})
+            callback(EpochDone(**history[-1]))
         start_batch, carried, carried_seconds = 0, [0.0, 0.0, 0.0], 0.0
 
     barrier()  # rank 0's last checkpoint is complete before any rank moves on
