@@ -15,11 +15,14 @@ from robustlab.study.noise import PIXEL_NOISE, PixelNoiseDataset, StudyFailed, n
 
 @pytest.fixture()
 def folder(tmp_path):
-    """Six images of two native sizes (64x64, 48x56) in two class folders: a 32-px model must resize them."""
+    """Six images of two native sizes (64x64, 48x56) in two class folders: a 32-px model must resize them.
+
+    The folders carry CIFAR-10 class names: a folder set is labelled by the model's class names, by name.
+    """
     rng = np.random.default_rng(0)
     for i in range(6):
         size = (64, 64) if i % 2 else (48, 56)
-        cls = tmp_path / "imgs" / ("a" if i < 3 else "b")
+        cls = tmp_path / "imgs" / ("cat" if i < 3 else "dog")
         cls.mkdir(parents=True, exist_ok=True)
         pixels = rng.integers(60, 196, size=(*size, 3), dtype=np.uint8)  # away from 0/255: little clipping
         Image.fromarray(pixels).save(cls / f"{i}.png")
