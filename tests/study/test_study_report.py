@@ -8,9 +8,9 @@ import pytest
 from typer.testing import CliRunner
 
 from robustlab.cli import app
+from robustlab.metrics.noise_study import analysis_tables, noise_rows, with_attributes
 from robustlab.report import write_report
 from robustlab.store import Store
-from robustlab.metrics.noise_study import analysis_tables, noise_rows, with_attributes
 from robustlab.study.attributes import spec_attributes
 
 runner = CliRunner()

@@ -419,12 +419,24 @@ def preview_grid(
 class AttackResult(Protocol):
     """What :func:`write_adversarial_examples` reads from an attack's outcome (``engine.AttackOutcome`` has it)."""
 
-    adversarial: Tensor
-    indices: Tensor
-    labels: Tensor
-    clean_pred: Tensor
-    adv_pred: Tensor
-    success: Tensor
+    # read-only, so frozen dataclasses (engine.AttackOutcome) match
+    @property
+    def adversarial(self) -> Tensor: ...
+
+    @property
+    def indices(self) -> Tensor: ...
+
+    @property
+    def labels(self) -> Tensor: ...
+
+    @property
+    def clean_pred(self) -> Tensor: ...
+
+    @property
+    def adv_pred(self) -> Tensor: ...
+
+    @property
+    def success(self) -> Tensor: ...
 
 
 def write_adversarial_examples(out: Path, outcome: AttackResult, clean: Tensor, png: bool) -> list[Path]:

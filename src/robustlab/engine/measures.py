@@ -38,6 +38,7 @@ from robustlab.engine.conditions import (
     parse_option_value,
     parse_severities,
 )
+from robustlab.models.classifier import Classifier
 from robustlab.models.patch_corruptor import load_corruptor
 from robustlab.perturb import ALL_CORRUPTIONS, TEST_CORRUPTIONS, VALIDATION_CORRUPTIONS, perturb
 from robustlab.perturb.occlusion import corrupt_patches, keep_mask, patch_occlusion
@@ -79,8 +80,9 @@ def attack_conditions(name: str, options: Mapping[str, str]) -> list[Any]:
         given = dict(zip(choices, values, strict=True))
         # the stored key holds every parameter, defaults included, so a later change of default cannot mix cells
         params = {k: v for k, v in {**tunable, **given}.items() if isinstance(v, (bool, int, float, str))}
-        if "eps" in tunable and "eps" not in params and params.get("norm") in DEFAULT_EPS:
-            params["eps"] = DEFAULT_EPS[params["norm"]]  # the norm's default ε, written out
+        norm = params.get("norm")
+        if "eps" in tunable and "eps" not in params and isinstance(norm, str) and norm in DEFAULT_EPS:
+            params["eps"] = DEFAULT_EPS[norm]  # the norm's default ε, written out
         settings.append(Condition(name, 0, params, True, None, ATTACK_METRICS, _attack_measure(name, params),
                                   _attack_finalize, check=functools.partial(_check_attack, fn, params)))  # fmt: skip
     return settings
@@ -170,7 +172,7 @@ def stability_conditions(kind: str, options: dict[str, str], profile: str | None
 def _stability_measure(
     kind: str, corruption: str, severity: int, profile: str | None, method: str | None
 ) -> Callable[..., Tensor]:
-    def measure(model: nn.Module, images: Tensor, labels: Tensor, indices: Tensor, seed: int) -> Tensor:
+    def measure(model: Classifier, images: Tensor, labels: Tensor, indices: Tensor, seed: int) -> Tensor:
 
         gens = rng.sample_generators(seed, indices, corruption, severity)  # the accuracy cells' corrupted images
         with torch.no_grad():
@@ -317,7 +319,7 @@ def _afat_patch_measure(path: str, ratio: float) -> Callable[..., Tensor]:
 
 
 def _patch_attention_measure(ratio: float, patch: int, layers: list[int]) -> Callable[..., Tensor]:
-    def measure(model: nn.Module, images: Tensor, labels: Tensor, indices: Tensor, seed: int) -> Tensor:
+    def measure(model: Classifier, images: Tensor, labels: Tensor, indices: Tensor, seed: int) -> Tensor:
 
         gens = rng.sample_generators(seed, indices, "patch_occlusion", ratio, patch)  # the occlusion cells' images
         with torch.no_grad():

@@ -22,7 +22,7 @@ from torch import Tensor
 from robustlab._checks import check_images
 from robustlab.explain._common import check_classifier, check_k, check_labels_for, normalize_maps, select_classes
 from robustlab.models.classifier import Classifier
-from robustlab.models.probes import cam_features, classifier_weights
+from robustlab.models.probes import cam_features, classifier_weights, cnn_net
 
 
 @dataclass(frozen=True)
@@ -91,7 +91,7 @@ def _class_maps(
         # (cheap: only the head is re-run) so nothing upstream is recorded or differentiated
         features = features.detach().requires_grad_(True)
         with torch.enable_grad():
-            logits = model.net.forward_head(features)
+            logits = cnn_net(model).forward_head(features)
     classes = select_classes(logits, labels, k)
     with torch.enable_grad():
         alpha = channel_weights(model, features, logits, classes, differentiable)

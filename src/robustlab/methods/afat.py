@@ -44,7 +44,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Protocol, cast
 
 import torch
 import torch.distributed as dist
@@ -190,12 +190,32 @@ def alignment_loss(clean: list[Tensor], corrupted: list[Tensor], *, detach_clean
     return torch.stack(terms).mean()
 
 
+class _TimmViT(Protocol):
+    """The parts of a timm VisionTransformer that PatchDrop runs itself."""
+
+    patch_embed: nn.Module
+    patch_drop: nn.Module
+    norm_pre: nn.Module
+    blocks: nn.Sequential
+    norm: nn.Module
+    num_prefix_tokens: int
+
+    def _pos_embed(self, x: Tensor) -> Tensor: ...
+
+    def forward_head(self, x: Tensor) -> Tensor: ...
+
+
+def _timm_vit(clf: Classifier) -> _TimmViT:
+    # cast: AFATLoss.prepare refuses occlusion="drop" unless the network has timm's _pos_embed (a timm ViT)
+    return cast(_TimmViT, clf.net)
+
+
 def _dropped_block_outputs(clf: Classifier, images: Tensor, keep: Tensor) -> list[Tensor]:
     """PatchDrop: run a timm ViT on the prefix tokens plus the kept patch tokens only.
 
     The kept tokens are multiplied by their keep values (all 1) so the straight-through gradient reaches C.
     """
-    net = clf.net
+    net = _timm_vit(clf)
     tokens = net._pos_embed(net.patch_embed(clf.normalize(images)))
     prefix = int(net.num_prefix_tokens)
     kept = _kept_indices(keep)
@@ -340,7 +360,9 @@ class AFATLoss:
         clf = _classifier(model)
         needs_group = self._group is None and _multi_process()
         fresh = self.corruptor is None or self.steps == 0 or self._pending is not None or needs_group
-        corruptor = self.prepare(clf) if fresh else self.corruptor
+        corruptor = self.corruptor
+        if fresh or corruptor is None:  # fresh covers a missing corruptor; the second test narrows the type
+            corruptor = self.prepare(clf)
         generator = rng.make_generator(cfg.seed, "afat_step", self.steps)
         self.steps += 1
         n = len(images)
@@ -361,7 +383,7 @@ class AFATLoss:
         if cfg.occlusion == "drop":
             logits, clean = block_outputs(model, images)
             kept = _kept_indices(keep)
-            prefix = int(clf.net.num_prefix_tokens)
+            prefix = int(_timm_vit(clf).num_prefix_tokens)
             index = torch.cat([torch.arange(prefix, device=kept.device).expand(n, -1), kept + prefix], dim=1)
             clean = [t.gather(1, index.unsqueeze(-1).expand(-1, -1, t.shape[-1])) for t in clean]
             corrupted = _dropped_block_outputs(clf, images, keep)
@@ -419,7 +441,8 @@ def _multi_process() -> bool:
 
 def _classifier_head_logits(clf: Classifier, tokens: list[Tensor]) -> Tensor:
     """Logits of a timm ViT from its last block's tokens (the PatchDrop path runs the blocks itself)."""
-    return clf.net.forward_head(clf.net.norm(tokens[-1]))
+    net = _timm_vit(clf)
+    return net.forward_head(net.norm(tokens[-1]))
 
 
 # ------------------------------------------------------------------------------------------------- save and train

@@ -26,10 +26,18 @@ __all__ = ["TEST_CORRUPTIONS", "VALIDATION_CORRUPTIONS", "attack_label", "summar
 
 
 class _Key(Protocol):
-    metric: str
-    perturbation: str
-    severity: int
-    params_json: str
+    # read-only, so frozen dataclasses (the store's ResultKey) match
+    @property
+    def metric(self) -> str: ...
+
+    @property
+    def perturbation(self) -> str: ...
+
+    @property
+    def severity(self) -> int: ...
+
+    @property
+    def params_json(self) -> str: ...
 
 
 class _Cell(Protocol):

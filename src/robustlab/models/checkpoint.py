@@ -183,7 +183,8 @@ def load_checkpoint(
         model.mean.copy_(torch.tensor(meta["mean"], dtype=torch.float32).view(1, -1, 1, 1))
         model.std.copy_(torch.tensor(meta["std"], dtype=torch.float32).view(1, -1, 1, 1))
     if "input_size" in meta:
-        model.input_size = tuple(int(v) for v in meta["input_size"])
+        channels, height, width = (int(v) for v in meta["input_size"])  # (C, H, W), as Classifier keeps it
+        model.input_size = (channels, height, width)
     model.crop_pct = float(meta.get("crop_pct", model.crop_pct))
     model.interpolation = str(meta.get("interpolation", model.interpolation))
     model.class_names = list(names)

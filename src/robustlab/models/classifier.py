@@ -60,7 +60,8 @@ class Classifier(nn.Module):
         std_t = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
         self.register_buffer("mean", mean_t, persistent=False)
         self.register_buffer("std", std_t, persistent=False)
-        self.input_size = tuple(int(v) for v in input_size)
+        channels, height, width = input_size
+        self.input_size = (int(channels), int(height), int(width))
         self.class_names = list(class_names)
         self.name = name
         self.crop_pct = float(crop_pct)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
+from typing import Protocol, cast
 
 import torch
 import torch.nn.functional as F
@@ -34,6 +35,16 @@ CLIP_TEMPLATES = (
     "a photo of the small {}.",
 )
 _TEXT_BATCH = 256
+
+
+class _OpenCLIP(Protocol):
+    """The methods and the temperature of an open_clip model that the zero-shot classifier calls."""
+
+    logit_scale: Tensor
+
+    def encode_image(self, image: Tensor) -> Tensor: ...
+
+    def encode_text(self, text: Tensor) -> Tensor: ...
 
 
 class ZeroShotCLIP(nn.Module):
@@ -86,15 +97,20 @@ class ZeroShotCLIP(nn.Module):
         device = next(self.clip.parameters()).device
         tokens = self.tokenizer(prompts)
         features = torch.cat([
-            F.normalize(self.clip.encode_text(chunk.to(device)).float(), dim=-1)
+            F.normalize(self._open_clip.encode_text(chunk.to(device)).float(), dim=-1)
             for chunk in tokens.split(_TEXT_BATCH)
         ])
         per_class = features.view(len(class_names), len(templates), -1).mean(dim=1)
         return F.normalize(per_class, dim=-1).T.contiguous()
 
+    @property
+    def _open_clip(self) -> _OpenCLIP:
+        # cast: the constructor takes an open_clip model, whose methods nn.Module's typing cannot see
+        return cast(_OpenCLIP, self.clip)
+
     def forward(self, images: Tensor) -> Tensor:
-        features = F.normalize(self.clip.encode_image(images), dim=-1)
-        logits = self.clip.logit_scale.exp() * features @ self.text_weights.to(features.dtype)
+        features = F.normalize(self._open_clip.encode_image(images), dim=-1)
+        logits = self._open_clip.logit_scale.exp() * features @ self.text_weights.to(features.dtype)
         bias = getattr(self.clip, "logit_bias", None)
         return logits + bias if bias is not None else logits
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, cast
 
 import torch
 import torch.nn.functional as F
@@ -43,7 +43,22 @@ def _check_classifier(model: object, what: str) -> Classifier:
     return model
 
 
-def _cnn_net(model: Classifier) -> nn.Module:
+class CNNNet(Protocol):
+    """A network with timm's feature / head split, the part of a CNN that CAM and Grad-CAM read."""
+
+    training: bool
+
+    def forward_features(self, x: Tensor) -> Tensor: ...
+
+    def forward_head(self, x: Tensor) -> Tensor: ...
+
+
+def cnn_net(model: Classifier) -> CNNNet:
+    """``model.net`` after checking that it offers ``forward_features`` / ``forward_head`` (a CNN of the zoo).
+
+    Raises:
+        ValueError: a ViT or CLIP, or a network without the pair.
+    """
     net = model.net
     if model.family in ("vit", "clip") or not (
         callable(getattr(net, "forward_features", None)) and callable(getattr(net, "forward_head", None))
@@ -53,7 +68,7 @@ def _cnn_net(model: Classifier) -> nn.Module:
             "to read: cam_features/classifier_weights need a CNN whose network offers "
             "forward_features/forward_head; for vision transformers use vit_probe"
         )
-    return net
+    return cast(CNNNet, net)  # cast: both methods were checked above; nn.Module's typing cannot see them
 
 
 def cam_features(model: Classifier, images: Tensor) -> tuple[Tensor, Tensor]:
@@ -78,7 +93,7 @@ def cam_features(model: Classifier, images: Tensor) -> tuple[Tensor, Tensor]:
             map.
     """
     model = _check_classifier(model, "cam_features")
-    net = _cnn_net(model)
+    net = cnn_net(model)
     check_images(images, channels=model.input_size[0])
     features = net.forward_features(model.normalize(images))
     if not isinstance(features, Tensor) or features.ndim != 4:
@@ -108,7 +123,7 @@ def classifier_weights(model: Classifier) -> tuple[Tensor, Tensor | None]:
         ValueError: not a Classifier, or the model's head is not global average pooling + one linear layer.
     """
     model = _check_classifier(model, "classifier_weights")
-    net = _cnn_net(model)
+    net = cnn_net(model)
     name = model.name or type(net).__name__
     get = getattr(net, "get_classifier", None)
     linear = get() if callable(get) else None
@@ -123,7 +138,7 @@ def classifier_weights(model: Classifier) -> tuple[Tensor, Tensor | None]:
 
 
 @torch.no_grad()
-def _verify_gap_linear(net: nn.Module, linear: nn.Linear, name: str) -> None:
+def _verify_gap_linear(net: CNNNet, linear: nn.Linear, name: str) -> None:
     generator = torch.Generator().manual_seed(0)
     features = torch.rand((2, linear.in_features, 3, 2), generator=generator).to(linear.weight)
     expected = F.linear(features.mean(dim=(2, 3)), linear.weight, linear.bias)
@@ -191,8 +206,10 @@ def _vit_parts(model: Classifier) -> _ViTParts:
     # open_clip ViT image tower
     if visual is not None and hasattr(visual, "transformer") and hasattr(visual, "grid_size"):
         blocks = list(visual.transformer.resblocks)
-        attentions = [getattr(b, "attn", None) for b in blocks]
-        if not all(isinstance(a, nn.MultiheadAttention) for a in attentions):
+        attentions: list[nn.Module] = [
+            a for b in blocks if isinstance(a := getattr(b, "attn", None), nn.MultiheadAttention)
+        ]
+        if len(attentions) != len(blocks):
             raise ValueError(
                 f"{name}: vit_probe reads nn.MultiheadAttention in open_clip towers; this one differs"
             )
@@ -200,23 +217,35 @@ def _vit_parts(model: Classifier) -> _ViTParts:
         return _ViTParts(blocks, attentions, 1, (grid[0], grid[1]), bool(visual.transformer.batch_first))
     # timm VisionTransformer and relatives
     if hasattr(net, "blocks") and hasattr(net, "patch_embed") and hasattr(net.patch_embed, "grid_size"):
-        blocks = list(net.blocks)
-        attentions = [getattr(b, "attn", None) for b in blocks]
-        readable = [hasattr(a, "fused_attn") and isinstance(getattr(a, "attn_drop", None), nn.Module)
-                    for a in attentions]
-        if not blocks or not all(readable):
-            found = type(attentions[0]).__name__ if attentions else "absent"
+        blocks = list(net.get_submodule("blocks").children())
+        found_attentions = [getattr(b, "attn", None) for b in blocks]
+        attentions = [
+            a for a in found_attentions
+            if isinstance(a, nn.Module)
+            and hasattr(a, "fused_attn")
+            and isinstance(getattr(a, "attn_drop", None), nn.Module)
+        ]
+        if not blocks or len(attentions) != len(blocks):
+            found = type(found_attentions[0]).__name__ if found_attentions else "absent"
             raise ValueError(
                 f"{name}: vit_probe reads timm Attention modules (fused_attn + attn_drop); block attention "
                 f"here is {found}"
             )
-        grid = tuple(int(v) for v in net.patch_embed.grid_size)
+        # cast: timm's PatchEmbed.grid_size is an (h, w) pair of ints (its presence is checked above)
+        grid = tuple(int(v) for v in cast("tuple[int, int]", net.patch_embed.grid_size))
         prefix = int(getattr(net, "num_prefix_tokens", 1))
         return _ViTParts(blocks, attentions, prefix, (grid[0], grid[1]), True)
     raise ValueError(
         f"{name} (family {model.family!r}) is not a vision transformer vit_probe can read: it needs "
         "timm-style blocks + patch_embed.grid_size, or an open_clip ViT image tower"
     )
+
+
+class _TimmAttention(Protocol):
+    """What the probe switches on a timm ``Attention``: the fused-kernel flag and the dropout after the softmax."""
+
+    fused_attn: bool
+    attn_drop: nn.Module
 
 
 def _ask_for_weights(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, Any]:
@@ -228,7 +257,7 @@ def _capture(parts: _ViTParts) -> Iterator[tuple[list[Tensor], list[Tensor]]]:
     tokens: list[Tensor] = []
     attentions: list[Tensor] = []
     handles: list[torch.utils.hooks.RemovableHandle] = []
-    fused: list[tuple[nn.Module, bool]] = []
+    fused: list[tuple[_TimmAttention, bool]] = []
 
     def keep_tokens(module: nn.Module, args: tuple[Any, ...], output: Tensor) -> None:
         tokens.append(output if parts.batch_first else output.transpose(0, 1))
@@ -247,15 +276,16 @@ def _capture(parts: _ViTParts) -> Iterator[tuple[list[Tensor], list[Tensor]]]:
                 handles.append(attn.register_forward_pre_hook(_ask_for_weights, with_kwargs=True))
                 handles.append(attn.register_forward_hook(keep_mha_weights))
             else:
-                fused.append((attn, bool(attn.fused_attn)))
-                attn.fused_attn = False
-                handles.append(attn.attn_drop.register_forward_hook(keep_softmax))
+                timm_attn = cast(_TimmAttention, attn)  # cast: _vit_parts checked fused_attn and attn_drop
+                fused.append((timm_attn, bool(timm_attn.fused_attn)))
+                timm_attn.fused_attn = False
+                handles.append(timm_attn.attn_drop.register_forward_hook(keep_softmax))
         yield tokens, attentions
     finally:
         for handle in handles:
             handle.remove()
-        for attn, flag in fused:
-            attn.fused_attn = flag
+        for timm_attn, flag in fused:
+            timm_attn.fused_attn = flag
 
 
 def vit_probe(model: Classifier, images: Tensor) -> ViTProbe:

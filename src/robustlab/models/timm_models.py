@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from torch import nn
 
@@ -86,7 +87,7 @@ def create_timm_model(
     spec = f"timm:{name}"
     if not name or not timm.is_model(name):
         raise ValueError(_unknown_timm_message(name))
-    kwargs = {}
+    kwargs: dict[str, Any] = {}
     requested: list[str] | None = None
     if class_names is not None or num_classes is not None:
         requested = resolve_class_names(class_names, num_classes, default=(), spec=spec)

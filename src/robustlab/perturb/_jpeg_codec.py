@@ -10,9 +10,9 @@ DCT (simplejpeg's ``fastdct=False`` does not reach its encoder), which moves dec
 
 The codec is used only where its output equals the batched model's, which is itself bit-exact to PIL: the first call
 on each device type runs probe images through both and compares every level; any difference, a missing
-torchvision or a codec error during the probe selects the batched model for the rest of the process. ``ROBUSTLAB_JPEG=model`` forces
-the batched model everywhere. On CUDA the probe decides whether nvJPEG (``encode_jpeg`` on CUDA tensors) is exact;
-where it is not, GPUs keep the batched model, which runs there as is.
+torchvision or a codec error during the probe selects the batched model for the rest of the process.
+``ROBUSTLAB_JPEG=model`` forces the batched model everywhere. On CUDA the probe decides whether nvJPEG
+(``encode_jpeg`` on CUDA tensors) is exact; where it is not, GPUs keep the batched model, which runs there as is.
 """
 
 from __future__ import annotations

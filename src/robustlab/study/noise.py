@@ -185,7 +185,7 @@ def _study_model(
     suite = "clean,noise:sigmas=" + "+".join(repr(s) for s in levels[1:])
     cells = evaluate(clf, dataset, suite, store=store, run_id=run_id, model_name=spec, seed=seed,
                      batch_size=batch_size, device=device, callback=callback)  # fmt: skip
-    by_sigma: dict[float, float] = {}
+    by_sigma = {}
     for c in cells:
         if c.key.metric == "accuracy":
             sigma = 0.0 if c.key.perturbation == "clean" else float(json.loads(c.key.params_json)["sigma"])

@@ -9,7 +9,7 @@ import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, TypeGuard
 
 import torch
 import torch.nn.functional as F
@@ -210,7 +210,8 @@ def fit(
     cfg = FitConfig(
         epochs=epochs, lr=lr, batch_size=batch_size, optimizer=optimizer, momentum=momentum,
         weight_decay=weight_decay, warmup_epochs=warmup_epochs, warmup_steps=warmup_steps, schedule=schedule,
-        grad_clip=grad_clip, amp=amp, drop_last=drop_last, seed=seed, checkpoint=checkpoint, resume=resume,
+        grad_clip=grad_clip, amp=amp, drop_last=drop_last, seed=seed, resume=resume,
+        checkpoint=checkpoint,  # type: ignore[arg-type]  # FitConfig takes a path-like and stores it as text
         max_time=max_time, num_workers=num_workers,
     )  # fmt: skip
     if not isinstance(model, nn.Module):
@@ -388,7 +389,13 @@ def _fit(
     )
 
 
-def _stateful(loss_fn: object) -> bool:
+class _StatefulLoss(Protocol):
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> Any: ...
+
+
+def _stateful(loss_fn: object) -> TypeGuard[_StatefulLoss]:
     """A loss that carries training state (AFAT's corruption model and its optimiser) exposes it like a module."""
     return callable(getattr(loss_fn, "state_dict", None)) and callable(getattr(loss_fn, "load_state_dict", None))
 
