@@ -38,8 +38,9 @@ from robustlab.train.distributed import (
 
 log = logging.getLogger(__name__)
 
-LossFn = Callable[[nn.Module, Tensor, Tensor], "Tensor | tuple[Tensor, Tensor]"]
-"""``loss_fn(model, images, labels)`` -> scalar loss, or ``(loss, logits)`` to report train accuracy."""
+LossFn = Callable[[nn.Module, Tensor, Tensor], "Tensor | tuple[Tensor, Tensor | None]"]
+"""``loss_fn(model, images, labels)`` -> scalar loss, or ``(loss, logits)`` to report train accuracy (logits None:
+no accuracy for that batch)."""
 
 Augment = Callable[..., Tensor]
 """``augment(images, *, generator) -> images``, batched, same shape, values in [0, 1]."""
