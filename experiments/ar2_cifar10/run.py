@@ -13,14 +13,16 @@ Results are appended to ``OUT/results.jsonl`` one line per (seed, corruption, me
 skips the lines already there (resume), and ``OUT/summary.md`` is rewritten after every line (mean +- std over
 seeds, paired differences, AR2's held-out L_CAM per iteration). ``--summarize`` only rewrites the summary.
 
-CPU (the 2-core machine, about an hour):
-
-    python experiments/ar2_cifar10/run.py --out /tmp/ar2_run
+CPU (the 2-core machine): ``bash experiments/ar2_cifar10/cpu_run.sh OUT`` runs the held-out learning-rate sweep
+and then this script with the rates it picks (the settings of RESULTS.md).
 
 GPU, paper scale (the 50,000 JPEG-q75 training images: no bit-exact copy of that size exists here):
 
-    python experiments/ar2_cifar10/run.py --train cifar10 --corruptions all --iterations 3 --steps 100 \\
-        --batch-size 128 --device cuda --amp --jpeg-test 10000 --out runs/ar2_gpu
+    python experiments/ar2_cifar10/run.py --train cifar10 --corruptions all --seeds 0 --iterations 3 \\
+        --steps 100 --batch-size 128 --bn-batches 40 --device cuda --amp --jpeg-test 10000 --out runs/ar2_gpu
+
+(15 corruptions x 4 repairs + one AugMix model, 600 steps each: an estimate of ~8 min on an H100, not measured;
+the CPU dry run of one corruption is in RESULTS.md.)
 """
 
 from __future__ import annotations
