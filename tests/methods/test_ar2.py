@@ -333,3 +333,14 @@ def test_repair_refuses_torchrun(monkeypatch) -> None:
     monkeypatch.setenv("WORLD_SIZE", "2")
     with pytest.raises(ValueError, match="torchrun"):
         repair(tiny_model(), tiny_data(), corruption="fog", config=fast_config(), device="cpu")
+
+
+def test_refinement_leaves_batchnorm_statistics_alone() -> None:
+    # the BN policy: refinement changes weights only; re-estimating statistics is the bn_adapt baseline's job
+    model = tiny_model()
+    result = repair(model, tiny_data(), corruption="gaussian_noise", method="refine",
+                    config=fast_config(refine_steps=2, select_best=False), device="cpu")  # fmt: skip
+    after = result.model.state_dict()
+    buffers = [n for n in after if n.endswith(("running_mean", "running_var"))]
+    assert buffers and all(torch.equal(after[n], model.state_dict()[n]) for n in buffers)
+    assert not torch.equal(after["net.features.0.0.weight"], model.state_dict()["net.features.0.0.weight"])

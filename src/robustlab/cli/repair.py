@@ -51,7 +51,7 @@ def ar2_command(
         None, "--refine-lr", help="Peak learning rate of each refinement stage [default: 0.3]."
     ),
     finetune_lr: float | None = typer.Option(
-        None, "--finetune-lr", help="Peak learning rate of each fine-tuning (and AugMix) stage [default: 0.001]."
+        None, "--finetune-lr", help="Peak learning rate of each fine-tuning (and AugMix) stage [default: 0.003]."
     ),
     schedule: str = typer.Option("cosine", "--schedule", help="Learning rate within each stage: cosine or constant."),
     k: int | None = typer.Option(
