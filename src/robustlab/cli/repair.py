@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.markup import escape
@@ -99,12 +100,13 @@ def ar2_command(
         if corruption == "all" and out.exists() and not out.is_dir():
             raise FileExistsError(f"--out {out} is a file; with --corruption all it must be a folder")
         refuse_overwrite([out / f"{t}.safetensors" for t in targets] if corruption == "all" else [out], overwrite)
+        rates: dict[str, Any] = {name: value for name, value in (("refine_lr", refine_lr), ("finetune_lr", finetune_lr))
+                                 if value is not None}  # fmt: skip
         config = AR2Config(
             iterations=iterations, alpha=alpha, severity=severity, refine_epochs=epochs, finetune_epochs=epochs,
             refine_steps=refine_steps or steps, finetune_steps=finetune_steps or steps, schedule=schedule, k=k,
             val_fraction=val_fraction, batch_size=batch_size, seed=seed,
-            **{name: value for name, value in (("refine_lr", refine_lr), ("finetune_lr", finetune_lr))
-               if value is not None},
+            **rates,
         )  # fmt: skip
         dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         train = head(load_dataset(data, split="train", data_dir=data_dir), n_train)
@@ -126,7 +128,7 @@ def ar2_command(
                 path = out / f"{target}.safetensors" if corruption == "all" else out
                 task = progress.add_task(f"{method} {target}", total=None)
 
-                def callback(event: dict, task: int = task, target: str = target) -> None:
+                def callback(event: dict, task: Any = task, target: str = target) -> None:
                     if event["kind"] == "step":
                         progress.update(task, completed=event["step"], total=event["total"],
                                         description=f"{target}: {event['description']}")  # fmt: skip
@@ -140,6 +142,7 @@ def ar2_command(
                     shared = result
                     messages = [str(w.message) for w in caught if issubclass(w.category, UserWarning)]
                 else:
+                    assert shared is not None  # set by the first target's repair
                     result, messages = shared, []
                     save_checkpoint(result.model, path)
                 if result.steps == 0:  # bn_adapt and shared models take no optimiser step: close the bar

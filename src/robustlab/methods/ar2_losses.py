@@ -198,6 +198,6 @@ def augmix_loss(
                        augmix(images, severity=severity, generator=generator)])  # fmt: skip
     clean, aug1, aug2 = model(views).split(len(images))
     probs = [F.softmax(z.float(), dim=1) for z in (clean, aug1, aug2)]
-    mixture = torch.clamp(sum(probs) / 3, 1e-7, 1).log()
+    mixture = torch.clamp(torch.stack(probs).mean(dim=0), 1e-7, 1).log()
     jsd = sum(F.kl_div(mixture, p, reduction="batchmean") for p in probs) / 3
     return F.cross_entropy(clean, labels) + jsd_weight * jsd, clean

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from torch import Tensor, nn
@@ -73,7 +73,7 @@ def stage_data(train: ImageDataset, steps: int | None, batch_size: int, seed: in
 
 
 def head_params(model: Classifier) -> tuple[Tensor, Tensor | None]:
-    linear = model.net.get_classifier()
+    linear = cast(nn.Linear, cast(Any, model.net).get_classifier())  # a GAP + linear head, checked by repair
     return linear.weight, linear.bias
 
 
@@ -99,7 +99,7 @@ def stage_loss(
         if stage == "finetune":
             return finetune_loss(net, images, corrupted, labels)
         # CAMs are read from the classifier itself (a DDP wrapper would hide forward_features)
-        clf = getattr(net, "module", net)
+        clf = cast(Classifier, getattr(net, "module", net))
         clean, noisy, logits = refinement_terms(clf, reference, images, corrupted, labels, alpha=config.alpha,
                                                 k=config.k)  # fmt: skip
         terms.append(torch.stack([clean.detach(), noisy.detach()]))
@@ -152,9 +152,9 @@ def score_held_out(student: Classifier, reference: Classifier, batches: HeldOut,
     n = float(sums[2])
     entry = {"val_clean_acc": float(sums[0]) / n, "val_corrupted_acc": float(sums[1]) / n}
     if cam_loss:
-        clean, noisy = float(sums[3]) / n, float(sums[4]) / n
-        entry.update(val_cam_loss=config.alpha * clean + (1 - config.alpha) * noisy, val_cam_clean=clean,
-                     val_cam_corrupted=noisy)  # fmt: skip
+        cam_clean, cam_noisy = float(sums[3]) / n, float(sums[4]) / n
+        entry.update(val_cam_loss=config.alpha * cam_clean + (1 - config.alpha) * cam_noisy, val_cam_clean=cam_clean,
+                     val_cam_corrupted=cam_noisy)  # fmt: skip
     return entry
 
 

@@ -9,6 +9,7 @@ cumulative mode, ``momentum=None``), estimated from scratch (Schneider et al.'s 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import cast
 
 import torch
 from torch import Tensor, nn
@@ -47,7 +48,8 @@ def adapt_batchnorm(model: nn.Module, batches: Iterable[Tensor]) -> int:
     if not norms:
         raise ValueError("BatchNorm adaptation needs a model with BatchNorm layers that track running statistics")
     momenta = [m.momentum for m in norms]
-    saved = [(m.running_mean.clone(), m.running_var.clone(), m.num_batches_tracked.clone()) for m in norms]
+    saved = [tuple(cast(Tensor, t).clone() for t in (m.running_mean, m.running_var, m.num_batches_tracked))
+             for m in norms]  # fmt: skip
     seen = 0
     try:
         for m in norms:
@@ -65,7 +67,9 @@ def adapt_batchnorm(model: nn.Module, batches: Iterable[Tensor]) -> int:
             raise ValueError("BatchNorm adaptation got no batches; pass at least one batch of corrupted images")
     except BaseException:
         for m, (mean, var, count) in zip(norms, saved, strict=True):  # a failed call leaves the model as it was
-            m.running_mean.copy_(mean), m.running_var.copy_(var), m.num_batches_tracked.copy_(count)
+            for buffer, value in zip((m.running_mean, m.running_var, m.num_batches_tracked), (mean, var, count),
+                                     strict=True):  # fmt: skip
+                cast(Tensor, buffer).copy_(value)
         raise
     finally:
         for m, momentum in zip(norms, momenta, strict=True):
