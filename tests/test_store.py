@@ -39,9 +39,7 @@ def _grid_cells(n_models: int = 2, severities: int = 5) -> list[Cell]:
             perturbation = "clean" if severity == 0 else "gaussian_noise"
             for metric in ("accuracy", "error"):
                 value = (m + 1) / 7 + severity / 11 + (0.5 if metric == "error" else 0.0)
-                key = ResultKey.create(
-                    f"model{m}", "cifar10", metric, perturbation=perturbation, severity=severity
-                )
+                key = ResultKey.create(f"model{m}", "cifar10", metric, perturbation=perturbation, severity=severity)
                 cells.append(Cell(key, value, n=100))
     return cells
 
@@ -232,9 +230,7 @@ def test_resume_after_kill_writes_each_cell_once(tmp_path: Path) -> None:
 
     cells = [
         Cell(
-            ResultKey.create(
-                f"model{i % 3}", "cifar10", "accuracy", perturbation="fog", severity=i % 5 + 1, seed=i
-            ),
+            ResultKey.create(f"model{i % 3}", "cifar10", "accuracy", perturbation="fog", severity=i % 5 + 1, seed=i),
             i / 7,
         )
         for i in range(40)
@@ -329,9 +325,7 @@ def test_start_run_records_provenance(store: Store) -> None:
 
     import robustlab
 
-    run_id = store.start_run(
-        "robustlab eval", {"model": "cifar:resnet20", "data": Path("/data")}, device="cuda:0"
-    )
+    run_id = store.start_run("robustlab eval", {"model": "cifar:resnet20", "data": Path("/data")}, device="cuda:0")
     row = store.runs().set_index("run_id").loc[run_id]
     assert row["status"] == "running" and pd.isna(row["finished_at"])
     assert json.loads(row["config_json"]) == {"data": "/data", "model": "cifar:resnet20"}
@@ -378,9 +372,7 @@ def test_pivot_has_one_row_per_condition_and_one_column_per_metric(store: Store)
     run_id = store.start_run("test", {})
     store.add(run_id, _grid_cells(n_models=2, severities=5))
     for eps in (2 / 255, 8 / 255):  # two attack strengths: same severity, different params
-        store.add_result(
-            run_id, "model0", "cifar10", "accuracy", 1 - eps, perturbation="pgd", params={"eps": eps}
-        )
+        store.add_result(run_id, "model0", "cifar10", "accuracy", 1 - eps, perturbation="pgd", params={"eps": eps})
     results = store.results()
     wide = pivot_results(results)
     assert wide.shape == (2 * 6 + 2, 2)

@@ -33,9 +33,7 @@ def check_images(images: object, *, name: str = "images", channels: int | None =
         raise ValueError(f"{name} must have shape (N, C, H, W), got shape {tuple(images.shape)}{hint}")
     if not images.is_floating_point():
         hint = " (convert uint8 pixels with images.float() / 255)" if images.dtype == torch.uint8 else ""
-        raise ValueError(
-            f"{name} must be a floating point tensor with values in [0, 1], got {images.dtype}{hint}"
-        )
+        raise ValueError(f"{name} must be a floating point tensor with values in [0, 1], got {images.dtype}{hint}")
     if channels is not None and images.shape[1] != channels:
         raise ValueError(f"{name} must have {channels} channels, got shape {tuple(images.shape)}")
     if images.numel():
@@ -45,11 +43,7 @@ def check_images(images: object, *, name: str = "images", channels: int | None =
             view = view.permute(0, 2, 3, 1)
         lo, hi = torch.aminmax(view)
         lo_v, hi_v = float(lo), float(hi)
-        if (
-            not (lo_v == lo_v and hi_v == hi_v)
-            or lo_v in (float("inf"), float("-inf"))
-            or hi_v == float("inf")
-        ):
+        if not (lo_v == lo_v and hi_v == hi_v) or lo_v in (float("inf"), float("-inf")) or hi_v == float("inf"):
             raise ValueError(f"{name} contains NaN or infinite values")
         # a hair of tolerance for values produced by float arithmetic on [0, 1] data
         if lo_v < -1e-6 or hi_v > 1 + 1e-6:
@@ -69,9 +63,7 @@ def check_labels(labels: object, n: int | None = None, *, num_classes: int | Non
         ValueError: wrong type, rank, dtype, length or a label outside ``[0, num_classes)``.
     """
     if not isinstance(labels, Tensor):
-        raise ValueError(
-            f"labels must be a torch.Tensor of shape (N,) and dtype int64, got {type(labels).__name__}"
-        )
+        raise ValueError(f"labels must be a torch.Tensor of shape (N,) and dtype int64, got {type(labels).__name__}")
     if labels.ndim != 1:
         raise ValueError(f"labels must have shape (N,), got shape {tuple(labels.shape)}")
     if labels.dtype != torch.int64:

@@ -12,8 +12,14 @@ def linear_classifier(seed: int = 0, size: int = 8, classes: int = 10) -> Classi
     """A linear model on 3 x size x size pixels: fast, smooth, and easy to push to any class."""
     torch.manual_seed(seed)
     net = nn.Sequential(nn.Flatten(), nn.Linear(3 * size * size, classes))
-    return Classifier(net, mean=(0.5,) * 3, std=(0.25,) * 3, input_size=(3, size, size),
-                      class_names=[str(k) for k in range(classes)], name="linear").eval()
+    return Classifier(
+        net,
+        mean=(0.5,) * 3,
+        std=(0.25,) * 3,
+        input_size=(3, size, size),
+        class_names=[str(k) for k in range(classes)],
+        name="linear",
+    ).eval()
 
 
 def images(n: int = 8, size: int = 32, seed: int = 0) -> torch.Tensor:

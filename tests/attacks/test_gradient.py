@@ -48,8 +48,17 @@ def test_pgd_linf_equals_torchattacks(resnet20, targeted: bool) -> None:
         reference.set_mode_targeted_by_function(lambda images, labels: (labels + 3) % 10)
     torch.manual_seed(1)
     expected = reference(x, y)
-    ours = pgd(resnet20, x, y, eps=eps, step_size=alpha, steps=steps, init=init, targeted=targeted,
-               target_labels=target if targeted else None)
+    ours = pgd(
+        resnet20,
+        x,
+        y,
+        eps=eps,
+        step_size=alpha,
+        steps=steps,
+        init=init,
+        targeted=targeted,
+        target_labels=target if targeted else None,
+    )
     assert torch.allclose(ours, expected, rtol=0, atol=1e-6)
     assert not resnet20.training
 
@@ -143,8 +152,9 @@ def test_targeted_dlr_lifts_the_target_over_the_true_class(norm: str) -> None:
     y = _labels(model, x)
     target = (y + 1 + torch.arange(16) % 9) % 10
     eps = {"linf": 0.1, "l2": 2.0}[norm]
-    out = pgd(model, x, y, eps=eps, steps=20, norm=norm, loss="dlr", targeted=True, target_labels=target,
-              generator=gen(3))
+    out = pgd(
+        model, x, y, eps=eps, steps=20, norm=norm, loss="dlr", targeted=True, target_labels=target, generator=gen(3)
+    )
     with torch.no_grad():
         before, after = model(x), model(out)
     rows = torch.arange(16)

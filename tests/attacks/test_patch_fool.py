@@ -62,8 +62,11 @@ def test_attack_raises_loss_and_draws_attention_to_the_patch(vit_tiny) -> None:
         column = patches[:, 0] + probe.num_prefix_tokens
         return torch.stack([a.mean(dim=1)[torch.arange(4), :, column].mean(dim=1) for a in probe.attentions]).mean(0)
 
-    assert bool((F.cross_entropy(attacked.logits, y, reduction="none")
-                 > F.cross_entropy(clean.logits, y, reduction="none")).all())
+    assert bool(
+        (
+            F.cross_entropy(attacked.logits, y, reduction="none") > F.cross_entropy(clean.logits, y, reduction="none")
+        ).all()
+    )
     assert bool((attention_to_patch(attacked) > attention_to_patch(clean)).all())
 
 
@@ -158,8 +161,9 @@ def test_patch_corruption_accuracy_limits_and_determinism(linear) -> None:
     # per-sample generators: chunking does not change which patches or noise an image gets
     gens = [gen(50 + i) for i in range(12)]
     whole = patch_corruption_accuracy(linear, x, y, rho=0.5, patch_size=2, generator=gens)
-    chunked = patch_corruption_accuracy(linear, x, y, rho=0.5, patch_size=2,
-                                        generator=[gen(50 + i) for i in range(12)], batch_size=5)
+    chunked = patch_corruption_accuracy(
+        linear, x, y, rho=0.5, patch_size=2, generator=[gen(50 + i) for i in range(12)], batch_size=5
+    )
     assert whole == chunked
 
 

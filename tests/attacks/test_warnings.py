@@ -14,8 +14,9 @@ from robustlab.models import Classifier
 
 
 def _wrap(net: nn.Module) -> Classifier:
-    return Classifier(net, mean=(0.0,) * 3, std=(1.0,) * 3, input_size=(3, 8, 8),
-                      class_names=[str(k) for k in range(10)]).eval()
+    return Classifier(
+        net, mean=(0.0,) * 3, std=(1.0,) * 3, input_size=(3, 8, 8), class_names=[str(k) for k in range(10)]
+    ).eval()
 
 
 class _Noisy(nn.Module):

@@ -56,9 +56,7 @@ def make_cifar10_batches(tmp_path: Path, rng: np.random.Generator) -> Callable[.
     return make
 
 
-def write_jpeg_container(
-    path: Path, images: np.ndarray, labels: np.ndarray, quality: int = 90
-) -> list[bytes]:
+def write_jpeg_container(path: Path, images: np.ndarray, labels: np.ndarray, quality: int = 90) -> list[bytes]:
     """An ``.npz`` with ``jpeg_bytes``/``offsets``/``labels`` like the shared ``cifar10_*_jpeg.npz``."""
     blobs = []
     for image in images:

@@ -22,9 +22,7 @@ def _as_float(pixels: np.ndarray) -> torch.Tensor:
 
 
 # ------------------------------------------------------------------------------------------ .npz
-def test_npz_pixels_labels_and_names_are_exact(
-    tmp_path: Path, rng: np.random.Generator, dg: SimpleNamespace
-) -> None:
+def test_npz_pixels_labels_and_names_are_exact(tmp_path: Path, rng: np.random.Generator, dg: SimpleNamespace) -> None:
     images = dg.random_images(rng, 7)
     labels = np.array([3, 8, 8, 0, 6, 6, 1])
     path = tmp_path / "mini.npz"
@@ -95,9 +93,7 @@ def test_malformed_npz_raises_naming_the_file(tmp_path: Path, arrays: dict, matc
     assert str(path) in str(err.value)
 
 
-def test_unreadable_npz_files_raise_value_error(
-    tmp_path: Path, rng: np.random.Generator, dg: SimpleNamespace
-) -> None:
+def test_unreadable_npz_files_raise_value_error(tmp_path: Path, rng: np.random.Generator, dg: SimpleNamespace) -> None:
     garbage = tmp_path / "garbage.npz"
     garbage.write_bytes(b"PK\x03\x04 this is no zip")
     bare = tmp_path / "bare.npz"
@@ -113,9 +109,7 @@ def test_unreadable_npz_files_raise_value_error(
         load_cifar_npz(tmp_path / "missing.npz")
 
 
-def test_corrupt_jpeg_and_bad_offsets_raise(
-    tmp_path: Path, rng: np.random.Generator, dg: SimpleNamespace
-) -> None:
+def test_corrupt_jpeg_and_bad_offsets_raise(tmp_path: Path, rng: np.random.Generator, dg: SimpleNamespace) -> None:
     path = tmp_path / "c.npz"
     blobs = dg.write_jpeg_container(path, dg.random_images(rng, 3), np.array([0, 1, 2]))
     z = dict(np.load(path))
@@ -145,9 +139,7 @@ def test_cifar10_batches_test_and_train_in_official_order(make_cifar10_batches, 
     assert train.split == "train" and len(train) == 20
     expected = np.concatenate([arrays[f"data_batch_{i}"][0] for i in range(1, 6)])
     assert torch.equal(train.get_batch(range(20))[0], _as_float(expected))
-    assert (
-        train.labels.tolist() == np.concatenate([arrays[f"data_batch_{i}"][1] for i in range(1, 6)]).tolist()
-    )
+    assert train.labels.tolist() == np.concatenate([arrays[f"data_batch_{i}"][1] for i in range(1, 6)]).tolist()
 
 
 def test_batch_rows_are_planar_rgb(tmp_path: Path) -> None:
@@ -171,9 +163,7 @@ def _write_cifar100(folder: Path, images: np.ndarray, fine: list[int], dg: Simpl
     entry = {b"data": dg.cifar_rows(images), b"fine_labels": fine, b"coarse_labels": [0] * len(fine)}
     (folder / "test").write_bytes(dg.py2_style_pickle(entry))
     names = [f"fine{i}".encode() for i in range(100)]
-    (folder / "meta").write_bytes(
-        dg.py2_style_pickle({b"fine_label_names": names, b"coarse_label_names": []})
-    )
+    (folder / "meta").write_bytes(dg.py2_style_pickle({b"fine_label_names": names, b"coarse_label_names": []}))
 
 
 def test_cifar100_python_uses_fine_labels_and_meta_names(
@@ -220,21 +210,15 @@ def test_batches_errors(tmp_path: Path, make_cifar10_batches) -> None:
         load_cifar_batches(tmp_path / "empty")
     with pytest.raises(FileNotFoundError, match="cifar-10-batches-py"):
         load_cifar_batches(tmp_path / "nowhere")
-    (folder / "test_batch").write_bytes(
-        pickle.dumps({b"data": np.zeros((2, 100), np.uint8), b"labels": [0, 1]})
-    )
+    (folder / "test_batch").write_bytes(pickle.dumps({b"data": np.zeros((2, 100), np.uint8), b"labels": [0, 1]}))
     with pytest.raises(ValueError, match=r"\(N, 3072\)"):
         load_cifar_batches(folder)
 
 
 # ------------------------------------------------------------------------------------------ front door
-def test_named_cifar10_prefers_exact_batches_over_jpeg_npz(
-    tmp_path: Path, rng, make_cifar10_batches, dg
-) -> None:
+def test_named_cifar10_prefers_exact_batches_over_jpeg_npz(tmp_path: Path, rng, make_cifar10_batches, dg) -> None:
     (tmp_path / "cifar10").mkdir()
-    np.savez(
-        tmp_path / "cifar10" / "cifar10_test.npz", images=dg.random_images(rng, 3), labels=np.array([3, 8, 8])
-    )
+    np.savez(tmp_path / "cifar10" / "cifar10_test.npz", images=dg.random_images(rng, 3), labels=np.array([3, 8, 8]))
     ds = load_dataset("cifar10", data_dir=tmp_path)
     assert ds.name == "cifar10" and len(ds) == 3 and ds.info["format"] == "npz"
     assert any("JPEG-q75" in n for n in ds.info["notes"])

@@ -22,9 +22,7 @@ def full_size_cifar_c(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real-geometry CIFAR-10-C folder: (50000, 32, 32, 3) files, sparse on disk, with marked rows."""
     root = tmp_path_factory.mktemp("data") / "CIFAR-10-C"
     root.mkdir()
-    images = np.lib.format.open_memmap(
-        root / "gaussian_noise.npy", mode="w+", dtype=np.uint8, shape=(N, 32, 32, 3)
-    )
+    images = np.lib.format.open_memmap(root / "gaussian_noise.npy", mode="w+", dtype=np.uint8, shape=(N, 32, 32, 3))
     for s in range(1, 6):
         images[(s - 1) * 10_000] = 10 * s  # first row of each severity block
         images[s * 10_000 - 1] = 10 * s + 1  # last row

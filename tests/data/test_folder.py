@@ -196,9 +196,7 @@ def test_labels_csv_folder(make_labels_csv) -> None:
         ("file,class_index", "nothere.png,0", FileNotFoundError, "nothere.png"),
     ],
 )
-def test_labels_csv_errors(
-    tmp_path: Path, dg: SimpleNamespace, header: str, row: str, error, match: str
-) -> None:
+def test_labels_csv_errors(tmp_path: Path, dg: SimpleNamespace, header: str, row: str, error, match: str) -> None:
     dg.write_image(tmp_path / "a.png", np.zeros((4, 4, 3), np.uint8))
     (tmp_path / "labels.csv").write_text(f"{header}\n{row}\n")
     with pytest.raises(error, match=match):

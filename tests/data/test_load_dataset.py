@@ -30,9 +30,7 @@ def test_known_names_and_exports() -> None:
 
 
 def test_unknown_name_lists_close_matches_and_known_names() -> None:
-    with pytest.raises(
-        ValueError, match=r"Unknown dataset 'cifar_10'.*Did you mean 'cifar10'.*Known datasets: "
-    ):
+    with pytest.raises(ValueError, match=r"Unknown dataset 'cifar_10'.*Did you mean 'cifar10'.*Known datasets: "):
         load_dataset("cifar_10")
 
 
@@ -73,9 +71,7 @@ def test_names_resolve_under_data_dir_or_env(
     assert any("bit-exact" in n for n in exact.info["notes"])
     monkeypatch.setenv("ROBUSTLAB_DATA", str(tmp_path))
     sample = load_dataset("cifar100_sample")
-    assert (
-        sample.name == "cifar100_sample" and sample.num_classes == 100 and sample.labels.tolist() == [49, 33]
-    )
+    assert sample.name == "cifar100_sample" and sample.num_classes == 100 and sample.labels.tolist() == [49, 33]
 
 
 def test_imagenet_sample_by_name_has_1000_classes(tmp_path: Path, make_labels_csv) -> None:

@@ -59,9 +59,7 @@ def test_from_config_defaults_and_errors() -> None:
         Preprocess.from_config({"input_size": (3, 224, 224), "crop_mode": "squash"})
 
 
-@pytest.mark.parametrize(
-    "kwargs", [{"resize": 0}, {"crop": (1, 2, 3)}, {"crop": True}, {"interpolation": "cubic"}]
-)
+@pytest.mark.parametrize("kwargs", [{"resize": 0}, {"crop": (1, 2, 3)}, {"crop": True}, {"interpolation": "cubic"}])
 def test_invalid_fields_raise(kwargs) -> None:
     with pytest.raises(ValueError, match="Preprocess"):
         Preprocess(**kwargs)

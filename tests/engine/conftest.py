@@ -45,9 +45,7 @@ def red_vs_blue_model() -> Classifier:
         linear.weight.copy_(torch.tensor([[1.0, 0.0, -1.0], [-1.0, 0.0, 1.0]]))
         linear.bias.zero_()
     net = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), linear)
-    model = Classifier(
-        net, mean=(0.0,) * 3, std=(1.0,) * 3, input_size=(3, 8, 8), class_names=["red", "blue"]
-    )
+    model = Classifier(net, mean=(0.0,) * 3, std=(1.0,) * 3, input_size=(3, 8, 8), class_names=["red", "blue"])
     return model.eval()
 
 

@@ -24,7 +24,9 @@ def rand_images(n: int, size: int, *, seed: int = 0) -> Tensor:
 def hook_count(module: nn.Module) -> int:
     """Forward (pre-)hooks registered anywhere in ``module``."""
     return sum(
-        len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._forward_hooks_with_kwargs)
+        len(m._forward_hooks)
+        + len(m._forward_pre_hooks)
+        + len(m._forward_hooks_with_kwargs)
         + len(m._forward_pre_hooks_with_kwargs)
         for m in module.modules()
     )
@@ -63,8 +65,14 @@ class OneConvNet(nn.Module):
 
 def one_conv_model(head: str = "avg") -> Classifier:
     """:class:`OneConvNet` as a Classifier whose normalisation is the identity (2 x 2 inputs, 3 classes)."""
-    return Classifier(OneConvNet(head), mean=(0.0,) * 3, std=(1.0,) * 3, input_size=(3, 2, 2),
-                      class_names=["a", "b", "c"], name="one-conv").eval()
+    return Classifier(
+        OneConvNet(head),
+        mean=(0.0,) * 3,
+        std=(1.0,) * 3,
+        input_size=(3, 2, 2),
+        class_names=["a", "b", "c"],
+        name="one-conv",
+    ).eval()
 
 
 def hand_image() -> Tensor:
@@ -84,5 +92,12 @@ def small_test_vit(size: int = 64, **kwargs: object) -> Classifier:
     net = timm.create_model("test_vit", pretrained=False, img_size=size, num_classes=10, **kwargs)
     for block in net.blocks:
         block.attn.fused_attn = True  # whatever timm's default here, explainers must cope with fused attention
-    return Classifier(net, mean=(0.5,) * 3, std=(0.5,) * 3, input_size=(3, size, size),
-                      class_names=[f"class_{i}" for i in range(10)], name="test_vit@64", family="vit").eval()
+    return Classifier(
+        net,
+        mean=(0.5,) * 3,
+        std=(0.5,) * 3,
+        input_size=(3, size, size),
+        class_names=[f"class_{i}" for i in range(10)],
+        name="test_vit@64",
+        family="vit",
+    ).eval()

@@ -131,8 +131,9 @@ def check_cam_on(model: Classifier, images: torch.Tensor, grid: tuple[int, int])
     assert torch.equal(result.classes, logits.topk(2, dim=1).indices)
     # faithfulness of CAM for GAP + linear heads: mean over pixels + bias = the explained logits
     _, bias = classifier_weights(model)
-    torch.testing.assert_close(result.raw.mean(dim=(2, 3)) + bias[result.classes], logits.gather(1, result.classes),
-                               rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(
+        result.raw.mean(dim=(2, 3)) + bias[result.classes], logits.gather(1, result.classes), rtol=1e-4, atol=1e-4
+    )
     gc = grad_cam(model, images, k=2)
     torch.testing.assert_close(gc.raw, result.raw / (grid[0] * grid[1]), rtol=1e-4, atol=1e-5)
 

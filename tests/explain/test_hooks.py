@@ -11,8 +11,10 @@ from robustlab.explain import ActivationHooks
 def test_records_outputs_inputs_and_gradients() -> None:
     model = one_conv_model()
     images = rand_images(2, 2).requires_grad_(True)
-    with ActivationHooks(model, ["net.conv"], with_gradients=True) as out, \
-            ActivationHooks(model, {"head": model.net.fc}, read="input") as inp:
+    with (
+        ActivationHooks(model, ["net.conv"], with_gradients=True) as out,
+        ActivationHooks(model, {"head": model.net.fc}, read="input") as inp,
+    ):
         logits = model(images)
         torch.autograd.grad(logits[:, 0].sum(), images)  # any gradient call passing through is recorded
     features = model.net.conv(images)

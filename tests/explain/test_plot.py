@@ -42,8 +42,9 @@ def test_save_explanation_grid_writes_a_png(tmp_path: Path) -> None:
     clean = rand_images(3, 32)
     perturbed = (clean + 0.2 * rand_images(3, 32, seed=1)).clamp(0, 1)
     maps = rand_images(3, 32, seed=2)[:, :1]
-    path = save_explanation_grid(tmp_path / "out" / "grid.png", clean, perturbed, maps, maps.flip(-1),
-                                 titles=["cat", "dog", "ship -> frog"])
+    path = save_explanation_grid(
+        tmp_path / "out" / "grid.png", clean, perturbed, maps, maps.flip(-1), titles=["cat", "dog", "ship -> frog"]
+    )
     assert path.is_file()
     with Image.open(path) as image:
         image.load()

@@ -53,8 +53,25 @@ def test_tta_runs_end_to_end_and_records_every_method(tmp_path, clip_weights) ->
 
 def test_tta_random_init_labels_numbers_as_pipeline_checks(tmp_path, clip_weights) -> None:
     arch, _ = clip_weights
-    result = runner.invoke(app, ["tta", "--method", "zeroshot", "--model", f"openclip:{arch}", "--random-init",
-                                 "--data", "digits", "--n", "2", "--db", str(tmp_path / "r.db"), "--device", "cpu"])
+    result = runner.invoke(
+        app,
+        [
+            "tta",
+            "--method",
+            "zeroshot",
+            "--model",
+            f"openclip:{arch}",
+            "--random-init",
+            "--data",
+            "digits",
+            "--n",
+            "2",
+            "--db",
+            str(tmp_path / "r.db"),
+            "--device",
+            "cpu",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "not results" in result.output
 

@@ -17,4 +17,3 @@ def tiny_clip_arch(tmp_path_factory: pytest.TempPathFactory) -> str:
     path.write_text(json.dumps(TINY_CLIP_CONFIG))
     open_clip.add_model_config(path)
     return TINY_CLIP
-

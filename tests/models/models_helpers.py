@@ -35,6 +35,5 @@ def exact_cifar10_test(data_root: Path) -> tuple[Tensor, Tensor]:
 def no_hooks_left(module: torch.nn.Module) -> bool:
     """True when no forward (pre-)hooks remain anywhere in ``module``."""
     return all(
-        not m._forward_hooks and not m._forward_pre_hooks and not m._forward_hooks_with_kwargs
-        for m in module.modules()
+        not m._forward_hooks and not m._forward_pre_hooks and not m._forward_hooks_with_kwargs for m in module.modules()
     )

@@ -25,9 +25,7 @@ def test_downsampling_block_has_a_parameter_free_shortcut() -> None:
     assert down(rand_images(2, 8)[:, :1].expand(2, 16, 8, 8)).shape == (2, 32, 4, 4)
 
 
-@pytest.mark.parametrize(
-    ("depth", "params"), [(20, 269_722), (32, 464_154), (44, 658_586), (56, 853_018)]
-)
+@pytest.mark.parametrize(("depth", "params"), [(20, 269_722), (32, 464_154), (44, 658_586), (56, 853_018)])
 def test_parameter_counts_match_the_paper(depth: int, params: int) -> None:
     # He et al. 2016, table 6: 0.27M / 0.46M / 0.66M / 0.85M; option A adds no shortcut parameters
     net = CifarResNet((depth - 2) // 6)
@@ -37,8 +35,15 @@ def test_parameter_counts_match_the_paper(depth: int, params: int) -> None:
 def test_module_names_follow_akamaster_checkpoints() -> None:
     keys = set(CifarResNet(3).state_dict())
     # names in akamaster's files after stripping "module." (BatchNorm's num_batches_tracked is not in them)
-    for key in ["conv1.weight", "bn1.running_var", "layer1.0.conv1.weight", "layer2.2.bn2.bias",
-                "layer3.0.conv2.weight", "linear.weight", "linear.bias"]:
+    for key in [
+        "conv1.weight",
+        "bn1.running_var",
+        "layer1.0.conv1.weight",
+        "layer2.2.bn2.bias",
+        "layer3.0.conv2.weight",
+        "linear.weight",
+        "linear.bias",
+    ]:
         assert key in keys
     assert not any("shortcut" in k for k in keys)
 

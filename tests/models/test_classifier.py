@@ -8,9 +8,7 @@ from robustlab.models import Classifier
 
 
 def make_identity(mean: float = 0.5, std: float = 0.5) -> Classifier:
-    return Classifier(
-        nn.Identity(), mean=(mean,) * 3, std=(std,) * 3, input_size=(3, 2, 2), class_names=["a", "b"]
-    )
+    return Classifier(nn.Identity(), mean=(mean,) * 3, std=(std,) * 3, input_size=(3, 2, 2), class_names=["a", "b"])
 
 
 def test_normalisation_lives_inside_the_model() -> None:

@@ -37,8 +37,9 @@ class HandSetCNN(nn.Module):
 
 
 def hand_set(pool: str = "avg") -> Classifier:
-    return Classifier(HandSetCNN(pool), mean=(0.0,) * 3, std=(1.0,) * 3, input_size=(3, 2, 2),
-                      class_names=["a", "b"], name="hand-set").eval()
+    return Classifier(
+        HandSetCNN(pool), mean=(0.0,) * 3, std=(1.0,) * 3, input_size=(3, 2, 2), class_names=["a", "b"], name="hand-set"
+    ).eval()
 
 
 def test_cam_on_hand_set_weights_is_exact() -> None:

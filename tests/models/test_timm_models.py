@@ -35,9 +35,7 @@ def test_new_head_for_other_class_counts() -> None:
     assert create_model("timm:test_resnet", pretrained=False, num_classes=5).class_names[-1] == "class_4"
 
 
-@pytest.mark.parametrize(
-    ("name", "family"), [("test_resnet", "cnn"), ("test_vit", "vit"), ("test_coatnet", "hybrid")]
-)
+@pytest.mark.parametrize(("name", "family"), [("test_resnet", "cnn"), ("test_vit", "vit"), ("test_coatnet", "hybrid")])
 def test_family(name: str, family: str) -> None:
     assert timm_family(timm.create_model(name, pretrained=False)) == family
 

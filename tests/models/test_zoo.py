@@ -9,8 +9,16 @@ from models_helpers import rand_images
 from robustlab.models import MODELS, Classifier, create_model, list_models
 from robustlab.models.family import ModelEntry
 
-BUILT_IN = ["cifar:resnet20", "cifar:resnet32", "cifar:resnet44", "cifar:resnet56", "cifar:resnet2b",
-            "cifar:resnet4b", "cifar:vit_tiny_patch4", "efficientnet_lite0"]
+BUILT_IN = [
+    "cifar:resnet20",
+    "cifar:resnet32",
+    "cifar:resnet44",
+    "cifar:resnet56",
+    "cifar:resnet2b",
+    "cifar:resnet4b",
+    "cifar:vit_tiny_patch4",
+    "efficientnet_lite0",
+]
 
 
 def test_registry_keys_are_function_names_or_table_keys() -> None:
@@ -27,9 +35,7 @@ def test_list_models_covers_every_spec_with_a_description() -> None:
         assert spec in rows and rows[spec].strip(), spec
 
 
-@pytest.mark.parametrize(
-    "spec", ["cifar:resnet20", "cifar:resnet2b", "cifar:vit_tiny_patch4", "timm:test_resnet"]
-)
+@pytest.mark.parametrize("spec", ["cifar:resnet20", "cifar:resnet2b", "cifar:vit_tiny_patch4", "timm:test_resnet"])
 def test_create_model_returns_eval_mode_classifier(spec: str) -> None:
     model = create_model(spec, pretrained=False)
     assert isinstance(model, Classifier)

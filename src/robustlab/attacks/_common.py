@@ -49,8 +49,9 @@ def check_label_range(labels: Tensor, num_classes: int, name: str = "labels") ->
     if labels.numel():
         lo, hi = int(labels.min()), int(labels.max())
         if lo < 0 or hi >= num_classes:
-            raise ValueError(f"{name} must lie in [0, {num_classes}) (the model has {num_classes} outputs), "
-                             f"got range [{lo}, {hi}]")
+            raise ValueError(
+                f"{name} must lie in [0, {num_classes}) (the model has {num_classes} outputs), got range [{lo}, {hi}]"
+            )
 
 
 def check_nonnegative(value: object, name: str, hint: str = "") -> float:
@@ -153,11 +154,14 @@ def check_target_labels(
     if target_labels is None:
         return None
     if not isinstance(target_labels, Tensor):
-        raise ValueError(f"target_labels must be a torch.Tensor of shape (N,) and dtype int64, "
-                         f"got {type(target_labels).__name__}")
+        raise ValueError(
+            f"target_labels must be a torch.Tensor of shape (N,) and dtype int64, got {type(target_labels).__name__}"
+        )
     if target_labels.ndim != 1 or target_labels.dtype != torch.int64 or target_labels.shape[0] != n:
-        raise ValueError(f"target_labels must have shape ({n},) and dtype torch.int64, "
-                         f"got shape {tuple(target_labels.shape)} and {target_labels.dtype}")
+        raise ValueError(
+            f"target_labels must have shape ({n},) and dtype torch.int64, "
+            f"got shape {tuple(target_labels.shape)} and {target_labels.dtype}"
+        )
     if num_classes is not None:
         check_label_range(target_labels, num_classes, "target_labels")
     return target_labels.to(device)

@@ -111,8 +111,20 @@ def apgd(
         >>> x_adv = apgd(model, x, y, eps=8 / 255, steps=100, loss="dlr")  # doctest: +SKIP
     """
     what = "apgd"
-    checked = _check_arguments(what, model, images, labels, eps=eps, steps=steps, norm=norm, loss=loss,
-                               targeted=targeted, target_labels=target_labels, init=init, generator=generator)
+    checked = _check_arguments(
+        what,
+        model,
+        images,
+        labels,
+        eps=eps,
+        steps=steps,
+        norm=norm,
+        loss=loss,
+        targeted=targeted,
+        target_labels=target_labels,
+        init=init,
+        generator=generator,
+    )
     model, images, labels, eps, steps, num_classes, target, start, generator = checked
     restarts = c.check_positive_int(restarts, "restarts")
     rho = c.check_in_range(rho, "rho", 0, 1, open_low=True)
@@ -276,8 +288,20 @@ def apgd_t(
             targeted DLR loss needs them).
     """
     what = "apgd_t"
-    checked = _check_arguments(what, model, images, labels, eps=eps, steps=steps, norm=norm, loss="dlr",
-                               targeted=False, target_labels=None, init=None, generator=generator)
+    checked = _check_arguments(
+        what,
+        model,
+        images,
+        labels,
+        eps=eps,
+        steps=steps,
+        norm=norm,
+        loss="dlr",
+        targeted=False,
+        target_labels=None,
+        init=None,
+        generator=generator,
+    )
     model, images, labels, eps, steps, num_classes, _, _, generator = checked
     n_targets = c.check_positive_int(n_targets, "n_targets")
     rho = c.check_in_range(rho, "rho", 0, 1, open_low=True)

@@ -29,9 +29,7 @@ from robustlab.rng import Generators
 __all__ = ["fgsm", "pgd"]
 
 
-def _random_start(
-    shape: torch.Size, eps: float, norm: str, generator: c.Generators, like: Tensor
-) -> Tensor:
+def _random_start(shape: torch.Size, eps: float, norm: str, generator: c.Generators, like: Tensor) -> Tensor:
     if norm == "linf":
         return rng.uniform(shape, -eps, eps, generator=generator, device=like.device, dtype=like.dtype)
     direction = rng.randn(shape, generator=generator, device=like.device, dtype=like.dtype)
@@ -114,8 +112,20 @@ def _gradient_attack(
     early_stop: bool,
     generator: c.Generators,
 ) -> Tensor:
-    checked = _check_arguments(what, model, images, labels, eps=eps, steps=steps, norm=norm, loss=loss,
-                               targeted=targeted, target_labels=target_labels, init=init, generator=generator)
+    checked = _check_arguments(
+        what,
+        model,
+        images,
+        labels,
+        eps=eps,
+        steps=steps,
+        norm=norm,
+        loss=loss,
+        targeted=targeted,
+        target_labels=target_labels,
+        init=init,
+        generator=generator,
+    )
     model, images, labels, eps, steps, num_classes, target, start, generator = checked
     step_size = 2.5 * eps / steps if step_size is None else c.check_nonnegative(step_size, "step_size")
     if not isinstance(random_start, bool):
@@ -244,9 +254,21 @@ def pgd(
         True
     """
     return _gradient_attack(
-        "pgd", model, images, labels, eps=eps, steps=steps, step_size=step_size, norm=norm, loss=loss,
-        targeted=targeted, target_labels=target_labels, random_start=random_start, init=init,
-        early_stop=early_stop, generator=generator,
+        "pgd",
+        model,
+        images,
+        labels,
+        eps=eps,
+        steps=steps,
+        step_size=step_size,
+        norm=norm,
+        loss=loss,
+        targeted=targeted,
+        target_labels=target_labels,
+        random_start=random_start,
+        init=init,
+        early_stop=early_stop,
+        generator=generator,
     )
 
 
@@ -290,7 +312,19 @@ def fgsm(
     """
     eps_value = c.DEFAULT_EPS.get(norm, 0.0) if eps is None else eps
     return _gradient_attack(
-        "fgsm", model, images, labels, eps=eps, steps=1, step_size=eps_value, norm=norm, loss=loss,
-        targeted=targeted, target_labels=target_labels, random_start=False, init=None, early_stop=False,
+        "fgsm",
+        model,
+        images,
+        labels,
+        eps=eps,
+        steps=1,
+        step_size=eps_value,
+        norm=norm,
+        loss=loss,
+        targeted=targeted,
+        target_labels=target_labels,
+        random_start=False,
+        init=None,
+        early_stop=False,
         generator=generator,
     )

@@ -74,10 +74,13 @@ def patch_corruption_accuracy(
         for start in range(0, n, batch_size):
             index = torch.arange(start, min(start + batch_size, n))
             occluded, _ = patch_occlusion(
-                images[start:start + batch_size], rho, patch_size=patch_size,
-                mask=None if mask is None else mask[start:start + batch_size],
-                generator=c.subset_generators(generator, index), noise=noise,
+                images[start : start + batch_size],
+                rho,
+                patch_size=patch_size,
+                mask=None if mask is None else mask[start : start + batch_size],
+                generator=c.subset_generators(generator, index),
+                noise=noise,
             )
             logits = model(occluded)
-            correct += int((logits.argmax(dim=1) == labels[start:start + batch_size]).sum())
+            correct += int((logits.argmax(dim=1) == labels[start : start + batch_size]).sum())
     return correct / n

@@ -48,15 +48,20 @@ def _check_layer(layer: object, num_blocks: int, name: str) -> int:
     if isinstance(layer, float) and layer.is_integer():
         layer = int(layer)
     if isinstance(layer, bool) or not isinstance(layer, int) or not -num_blocks <= layer < num_blocks:
-        raise ValueError(f"{name} must be an integer block index in [-{num_blocks}, {num_blocks}) "
-                         f"(the model has {num_blocks} blocks), got {layer!r}")
+        raise ValueError(
+            f"{name} must be an integer block index in [-{num_blocks}, {num_blocks}) "
+            f"(the model has {num_blocks} blocks), got {layer!r}"
+        )
     return layer % num_blocks
 
 
 def _patch_scores(probe: ViTProbe, layer: int | None) -> Tensor:
     """Attention received by each patch token, summed over queries, heads and layers (or one layer)."""
-    layers = probe.attentions if layer is None else [probe.attentions[_check_layer(layer, probe.num_blocks,
-                                                                                    "selection_layer")]]
+    layers = (
+        probe.attentions
+        if layer is None
+        else [probe.attentions[_check_layer(layer, probe.num_blocks, "selection_layer")]]
+    )
     prefix = probe.num_prefix_tokens
     return torch.stack([a[..., prefix:].float().sum(dim=(1, 2)) for a in layers]).sum(dim=0)
 
@@ -133,8 +138,10 @@ def _check_patches(patches: object, n: int, count: int) -> Tensor:
     if patches.shape[1] < 1:
         raise ValueError("patches must name at least one patch per image")
     if patches.numel() and (int(patches.min()) < 0 or int(patches.max()) >= count):
-        raise ValueError(f"patch indices must lie in [0, {count}) for this token grid, "
-                         f"got range [{int(patches.min())}, {int(patches.max())}]")
+        raise ValueError(
+            f"patch indices must lie in [0, {count}) for this token grid, "
+            f"got range [{int(patches.min())}, {int(patches.max())}]"
+        )
     return patches
 
 
@@ -233,8 +240,11 @@ def patch_fool(
         else:
             patches = _check_patches(patches, n, grid[0] * grid[1]).to(x.device)
         del probe
-        layers = list(range(blocks)) if attention_layers is None else sorted(
-            {_check_layer(layer, blocks, "attention_layers entries") for layer in attention_layers})
+        layers = (
+            list(range(blocks))
+            if attention_layers is None
+            else sorted({_check_layer(layer, blocks, "attention_layers entries") for layer in attention_layers})
+        )
         mask = patch_pixel_mask(patches, grid, (height // grid[0], width // grid[1]))
         # the column of the attention matrix that belongs to the first adversarial patch, per image
         column = (patches[:, 0] + prefix).view(n, 1, 1, 1)

@@ -160,8 +160,9 @@ def worst_case(
                 k: v[index.to(v.device)] if isinstance(v, Tensor) and v.ndim and v.shape[0] == n else v
                 for k, v in params.items()
             }
-            out = attack(model, x[index], labels[index], generator=c.subset_generators(generator, index.cpu()),
-                         **sub_params)
+            out = attack(
+                model, x[index], labels[index], generator=c.subset_generators(generator, index.cpu()), **sub_params
+            )
             if not isinstance(out, Tensor) or out.shape != x[index].shape:
                 got = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
                 raise ValueError(f"attack {resolved[stage - 1][0]!r} returned {got}, expected {tuple(x[index].shape)}")

@@ -158,13 +158,13 @@ def eval_command(
                 name = f"{name} ({attack_label(cell.key.params_json)})"
             by_perturbation.setdefault((name, cell.key.metric), []).append(cell.value)
     for (name, metric), values in by_perturbation.items():
-        mean = sum(values) / len(values)
+        average = sum(values) / len(values)  # not `mean`: that name is the --mean option here
         if metric == "accuracy":
-            table.add_row(f"{name}: mean accuracy over {len(values)} level(s)", f"{100 * mean:.2f} %")
+            table.add_row(f"{name}: mean accuracy over {len(values)} level(s)", f"{100 * average:.2f} %")
         elif metric in ATTACK_METRICS:
-            table.add_row(f"{name}: {metric.replace('_', ' ')}", f"{100 * mean:.2f} %")
+            table.add_row(f"{name}: {metric.replace('_', ' ')}", f"{100 * average:.2f} %")
         else:
-            table.add_row(f"{name}: {metric.replace('_', ' ')}", f"{mean:.4f}")
+            table.add_row(f"{name}: {metric.replace('_', ' ')}", f"{average:.4f}")
     console.print(table)
     console.print(f"{len(cells)} cells, {new} new, {len(cells) - new} already in [bold]{escape(str(db))}[/]; "
                   f"finished in {format_seconds(view.seconds)}")  # fmt: skip

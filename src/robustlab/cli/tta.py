@@ -8,6 +8,7 @@ entropy as ``<method>_weight_entropy``) with the condition as perturbation (``cl
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.markup import escape
@@ -24,6 +25,12 @@ from robustlab.cli._common import (
     user_errors,
 )
 
+if TYPE_CHECKING:
+    import torch
+
+    from robustlab.data import ImageDataset
+    from robustlab.models import Classifier
+
 
 def _parse_fraction(text: str, name: str) -> float:
     try:
@@ -35,7 +42,9 @@ def _parse_fraction(text: str, name: str) -> float:
         raise ValueError(f"{name} must be a number or a fraction such as 4/255, got {text!r}") from None
 
 
-def load_clip(model: str, class_names: list[str], *, weights: Path | None, pretrained: bool, device: object) -> object:
+def load_clip(
+    model: str, class_names: list[str], *, weights: Path | None, pretrained: bool, device: str | torch.device | None
+) -> Classifier:
     """The zero-shot CLIP classifier, from ``--weights PATH``, open_clip's hub, or random (``--random-init``).
 
     Raises:
@@ -117,7 +126,7 @@ def tta_command(
         if split_file is not None:
             from robustlab.data import load_coop_split
 
-            dataset = load_coop_split(Path(data), split_file, split)
+            dataset: ImageDataset = load_coop_split(Path(data), split_file, split)
         else:
             dataset = load_dataset(data, split=split, data_dir=data_dir)
         clf = load_clip(model, list(dataset.class_names), weights=weights, pretrained=pretrained, device=dev)

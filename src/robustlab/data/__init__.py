@@ -103,9 +103,7 @@ def _first_existing(candidates: list[Path]) -> Path | None:
     return next((p for p in candidates if p.exists()), None)
 
 
-def _missing(
-    name: str, req: _Request, layout: str, candidates: list[Path], download: bool = False
-) -> Exception:
+def _missing(name: str, req: _Request, layout: str, candidates: list[Path], download: bool = False) -> Exception:
     where = (
         "looked for " + ", ".join(str(c) for c in candidates)
         if req.root is not None
@@ -146,9 +144,7 @@ def _load_cifar(req: _Request, kind: str) -> ImageDataset:
     else:
         layout = f"{folder}/ (for the 20-image lossless sample use 'cifar100_sample')"
         extra = []
-    candidates = (
-        _cifar_batches_candidates(req.root, folder, subdir)[:2] + extra if req.root is not None else []
-    )
+    candidates = _cifar_batches_candidates(req.root, folder, subdir)[:2] + extra if req.root is not None else []
     raise _missing(kind, req, layout, candidates, download=True)
 
 
@@ -167,12 +163,9 @@ def _load_imagenet_sample(req: _Request) -> ImageDataset:
     path = req.root / "imagenet_sample" if req.root is not None else None
     if path is None or not (path / "labels.csv").is_file():
         raise _missing("imagenet_sample", req, "imagenet_sample/labels.csv", [path] if path else [])
-    dataset = load_labels_csv_folder(
-        path, num_classes=1000, name="imagenet_sample", preprocess=req.preprocess
-    )
+    dataset = load_labels_csv_folder(path, num_classes=1000, name="imagenet_sample", preprocess=req.preprocess)
     dataset.info.setdefault("notes", []).append(
-        "one image per ILSVRC-2012 class, stored 256x256 (shorter side 256, centre crop); a sample, "
-        "not a benchmark"
+        "one image per ILSVRC-2012 class, stored 256x256 (shorter side 256, centre crop); a sample, not a benchmark"
     )
     return dataset
 
@@ -184,16 +177,12 @@ def _load_cifar_c_named(kind: str) -> Callable[[_Request], ImageDataset]:
     def load(req: _Request) -> ImageDataset:
         path = req.root / folder if req.root is not None else None
         if path is None or not path.is_dir():
-            raise _missing(
-                kind, req, f"{folder}/<corruption>.npy and {folder}/labels.npy", [path] if path else []
-            )
+            raise _missing(kind, req, f"{folder}/<corruption>.npy and {folder}/labels.npy", [path] if path else [])
         return _with_corruption(
             req,
             path,
             list_cifar_c_corruptions(path),
-            lambda c, s: load_cifar_c(
-                path, c, s, name=kind, class_names=list(names), preprocess=req.preprocess
-            ),
+            lambda c, s: load_cifar_c(path, c, s, name=kind, class_names=list(names), preprocess=req.preprocess),
         )
 
     return load
@@ -206,8 +195,7 @@ _NAMED: dict[str, _Named] = {
         lambda req: load_digits(req.split, preprocess=req.preprocess),
     ),
     "cifar10": _Named(
-        "CIFAR-10: cifar-10-batches-py/ (exact) or cifar10/cifar10_test.npz, cifar10_train_jpeg.npz "
-        "(JPEG-q75)",
+        "CIFAR-10: cifar-10-batches-py/ (exact) or cifar10/cifar10_test.npz, cifar10_train_jpeg.npz (JPEG-q75)",
         ("test", "train"),
         lambda req: _load_cifar(req, "cifar10"),
         downloadable=True,
@@ -343,9 +331,7 @@ def _load_path(path: Path, req: _Request) -> ImageDataset:
             req, path, corruptions, lambda c, s: load_imagenet_c(path, c, s, preprocess=req.preprocess)
         )
     if _imagenet_c_corruption_dir(path):  # <tree>/<corruption>
-        req = _Request(
-            req.root, req.split, req.preprocess, req.download, req.corruption or path.name, req.severity
-        )
+        req = _Request(req.root, req.split, req.preprocess, req.download, req.corruption or path.name, req.severity)
         if req.corruption != path.name:
             raise ValueError(f"{path} holds corruption {path.name!r}, but corruption={req.corruption!r}")
         return _with_corruption(
@@ -456,9 +442,7 @@ def load_dataset(
         raise ValueError(f"name_or_path must be a dataset name or a path, got {type(name_or_path).__name__}")
     text = os.fspath(name_or_path)
     if isinstance(name_or_path, str) and not _looks_like_path(text) and not Path(text).exists():
-        raise ValueError(
-            close_matches_message("dataset", text, list_datasets()) + " Or pass an existing path."
-        )
+        raise ValueError(close_matches_message("dataset", text, list_datasets()) + " Or pass an existing path.")
     if download:
         raise ValueError("download=True applies to the names 'cifar10' and 'cifar100', not to paths")
     return _load_path(Path(text).expanduser(), req)

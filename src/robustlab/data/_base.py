@@ -275,7 +275,10 @@ def iter_batches(
     # the sampler hands whole index lists to __getitems__, so decoding happens batched inside workers; torch
     # types collate_fn's input as a list of samples, but with __getitems__ it receives the Batch returned
     loader = DataLoader(
-        dataset, batch_sampler=chunks, num_workers=num_workers, pin_memory=pin_memory,
+        dataset,
+        batch_sampler=chunks,
+        num_workers=num_workers,
+        pin_memory=pin_memory,
         collate_fn=_identity,  # type: ignore[arg-type]
     )
     yield from loader

@@ -49,9 +49,7 @@ _KNOWN_FILE_NOTES: dict[str, str] = {
         "labels and order exact"
     ),
     "cifar10_test_jpeg.npz": "JPEG-q75 approximated pixels decoded with Pillow; labels and order exact",
-    "cifar10_train_jpeg.npz": (
-        "JPEG-q75 approximated pixels decoded with Pillow; official train order, labels exact"
-    ),
+    "cifar10_train_jpeg.npz": ("JPEG-q75 approximated pixels decoded with Pillow; official train order, labels exact"),
     "cifar10_test_exact_first932.npz": "bit-exact official pixels of test indices 0..931",
     "cifar10_train_exact_subset.npz": (
         "bit-exact official train pixels of rows 0..931 of each batch (official indices 0-931, "
@@ -114,13 +112,9 @@ def decode_jpeg_container(jpeg_bytes: np.ndarray, offsets: np.ndarray, *, source
         ValueError: malformed offsets, an undecodable image or images of different sizes.
     """
     if jpeg_bytes.dtype != np.uint8 or jpeg_bytes.ndim != 1:
-        raise ValueError(
-            f"{source}: 'jpeg_bytes' must be a 1-D uint8 array, got {jpeg_bytes.dtype} {jpeg_bytes.shape}"
-        )
+        raise ValueError(f"{source}: 'jpeg_bytes' must be a 1-D uint8 array, got {jpeg_bytes.dtype} {jpeg_bytes.shape}")
     if offsets.ndim != 1 or not np.issubdtype(offsets.dtype, np.integer) or len(offsets) < 1:
-        raise ValueError(
-            f"{source}: 'offsets' must be a 1-D integer array, got {offsets.dtype} {offsets.shape}"
-        )
+        raise ValueError(f"{source}: 'offsets' must be a 1-D integer array, got {offsets.dtype} {offsets.shape}")
     if offsets[0] != 0 or offsets[-1] != len(jpeg_bytes) or np.any(np.diff(offsets) <= 0):
         raise ValueError(
             f"{source}: 'offsets' must increase from 0 to len(jpeg_bytes)={len(jpeg_bytes)}, "
@@ -275,9 +269,7 @@ def _read_pickle(path: Path) -> dict[bytes, Any]:
         with path.open("rb") as f:
             obj = _CifarUnpickler(f, encoding="bytes").load()
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError) as err:
-        raise ValueError(
-            f"{path}: not a readable CIFAR python batch (truncated or corrupt?): {err}"
-        ) from None
+        raise ValueError(f"{path}: not a readable CIFAR python batch (truncated or corrupt?): {err}") from None
     if not isinstance(obj, dict):
         raise ValueError(f"{path}: a CIFAR python batch must hold a dict, got {type(obj).__name__}")
     # keys are bytes for the official (python 2) files, str for files pickled by python 3
@@ -287,9 +279,7 @@ def _read_pickle(path: Path) -> dict[bytes, Any]:
 def _batch_arrays(path: Path, label_key: bytes) -> tuple[np.ndarray, np.ndarray]:
     entry = _read_pickle(path)
     if b"data" not in entry or label_key not in entry:
-        raise ValueError(
-            f"{path}: expected keys b'data' and {label_key!r}, got {sorted(repr(k) for k in entry)}"
-        )
+        raise ValueError(f"{path}: expected keys b'data' and {label_key!r}, got {sorted(repr(k) for k in entry)}")
     data = np.asarray(entry[b"data"])
     if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
         raise ValueError(f"{path}: b'data' must be uint8 (N, 3072), got {data.dtype} {data.shape}")
@@ -356,10 +346,7 @@ def load_cifar_batches(
         meta_path = path / "batches.meta"
         names = list(CIFAR10_CLASSES)
         if meta_path.is_file():
-            names = [
-                n.decode() if isinstance(n, bytes) else str(n)
-                for n in _read_pickle(meta_path)[b"label_names"]
-            ]
+            names = [n.decode() if isinstance(n, bytes) else str(n) for n in _read_pickle(meta_path)[b"label_names"]]
     else:
         files = [split]
         parts = [_batch_arrays(path / split, b"fine_labels")]
@@ -410,7 +397,6 @@ def download_cifar(root: str | Path, *, dataset: str = "cifar10", split: str = "
         factory(root=str(root), train=split == "train", download=True)
     except (OSError, RuntimeError) as err:
         raise RuntimeError(
-            f"could not download {dataset} into {root} ({err}); without network, place {folder}/ there "
-            "yourself"
+            f"could not download {dataset} into {root} ({err}); without network, place {folder}/ there yourself"
         ) from err
     return root / folder

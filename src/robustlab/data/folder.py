@@ -232,9 +232,7 @@ def load_image_folder(
     """
     root = Path(root)
     if not root.is_dir():
-        raise FileNotFoundError(
-            f"{root} is not a directory; expected a class-per-folder tree root/<class>/*.jpg"
-        )
+        raise FileNotFoundError(f"{root} is not a directory; expected a class-per-folder tree root/<class>/*.jpg")
     classes = list(classes) if classes is not None else _class_dirs(root)
     if not classes:
         raise ValueError(f"{root}: no class folders found; expected root/<class>/<image files>")
@@ -315,9 +313,7 @@ def list_imagenet_c_corruptions(root: str | Path) -> list[str]:
     root = Path(root)
     if not root.is_dir():
         return []
-    return sorted(
-        p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(".") and _has_severity_dirs(p)
-    )
+    return sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(".") and _has_severity_dirs(p))
 
 
 def load_imagenet_c(
@@ -357,8 +353,7 @@ def load_imagenet_c(
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(
-            f"{root} is not a directory; expected an ImageNet-C tree "
-            "root/<corruption>/<severity>/<wnid>/*.JPEG"
+            f"{root} is not a directory; expected an ImageNet-C tree root/<corruption>/<severity>/<wnid>/*.JPEG"
         )
     severity = check_severity(severity)
     available = list_imagenet_c_corruptions(root)
@@ -422,9 +417,7 @@ def load_labels_csv_folder(
         try:
             index = int(row["class_index"])
         except (TypeError, ValueError):
-            raise ValueError(
-                f"{csv_path}:{line}: class_index must be an integer, got {row['class_index']!r}"
-            ) from None
+            raise ValueError(f"{csv_path}:{line}: class_index must be an integer, got {row['class_index']!r}") from None
         if index < 0:
             raise ValueError(f"{csv_path}:{line}: class_index must be >= 0, got {index}")
         path = root / row["file"]

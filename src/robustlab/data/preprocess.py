@@ -83,8 +83,7 @@ class Preprocess:
         object.__setattr__(self, "crop", (crop, crop) if isinstance(crop, int) else crop)
         if self.interpolation not in _PIL_FILTERS:
             raise ValueError(
-                f"Preprocess.interpolation must be one of {', '.join(_PIL_FILTERS)}, "
-                f"got {self.interpolation!r}"
+                f"Preprocess.interpolation must be one of {', '.join(_PIL_FILTERS)}, got {self.interpolation!r}"
             )
 
     @classmethod
@@ -107,8 +106,7 @@ class Preprocess:
         """
         if "input_size" not in data_config:
             raise ValueError(
-                f"data_config needs 'input_size' (C, H, W), got keys {sorted(data_config)}; "
-                "pass model.data_config"
+                f"data_config needs 'input_size' (C, H, W), got keys {sorted(data_config)}; pass model.data_config"
             )
         size = tuple(data_config["input_size"])
         if len(size) != 3 or not all(isinstance(v, (int, np.integer)) and v > 0 for v in size):
@@ -120,8 +118,7 @@ class Preprocess:
         crop_mode = data_config.get("crop_mode") or "center"
         if crop_mode != "center":
             raise ValueError(
-                f"data_config['crop_mode']={crop_mode!r} is not supported; robustlab evaluates with "
-                "'center' crops"
+                f"data_config['crop_mode']={crop_mode!r} is not supported; robustlab evaluates with 'center' crops"
             )
         interpolation = data_config.get("interpolation") or "bilinear"
         if height == width:

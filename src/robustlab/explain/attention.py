@@ -105,5 +105,5 @@ def attention_maps(
         probe = vit_probe(model, images)
     token = query_token(query, model, probe)
     chosen = layer_indices(layers, probe.num_blocks)
-    rows = torch.stack([probe.attentions[i][:, :, token, probe.num_prefix_tokens:] for i in chosen], dim=1)
+    rows = torch.stack([probe.attentions[i][:, :, token, probe.num_prefix_tokens :] for i in chosen], dim=1)
     return rows.reshape(*rows.shape[:3], *probe.grid)

@@ -63,9 +63,7 @@ def _grad_cam_weights(
     # logits depend only on its own features (the head has no cross-sample operation)
     alphas = []
     for j in range(classes.shape[1]):
-        (grad,) = torch.autograd.grad(
-            scores[:, j].sum(), features, retain_graph=True, create_graph=create_graph
-        )
+        (grad,) = torch.autograd.grad(scores[:, j].sum(), features, retain_graph=True, create_graph=create_graph)
         alphas.append(grad.mean(dim=(2, 3)))
     return torch.stack(alphas, dim=1)  # (N, k, K)
 

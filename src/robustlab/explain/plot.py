@@ -109,8 +109,9 @@ def save_explanation_grid(
     check_images(clean, name="clean", channels=3)
     check_images(perturbed, name="perturbed", channels=3)
     if clean.shape != perturbed.shape:
-        raise ValueError(f"clean and perturbed must have the same shape, got {tuple(clean.shape)} and "
-                         f"{tuple(perturbed.shape)}")
+        raise ValueError(
+            f"clean and perturbed must have the same shape, got {tuple(clean.shape)} and {tuple(perturbed.shape)}"
+        )
     n = clean.shape[0]
     if n == 0:
         raise ValueError("save_explanation_grid needs at least one image")

@@ -148,7 +148,7 @@ def rollout(
 
 def _class_row(matrix: Tensor, probe: ViTProbe) -> Tensor:
     """The class token's row over the patch tokens, as ``(N, h, w)``."""
-    return matrix[:, 0, probe.num_prefix_tokens:].reshape(matrix.shape[0], *probe.grid)
+    return matrix[:, 0, probe.num_prefix_tokens :].reshape(matrix.shape[0], *probe.grid)
 
 
 def _finish(maps: Tensor, images: Tensor, to_image_size: bool, differentiable: bool) -> Tensor:

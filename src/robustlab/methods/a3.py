@@ -127,9 +127,7 @@ def _true_log_prob(logits: Tensor, labels: Tensor) -> Tensor:
     return F.log_softmax(logits, dim=1).gather(1, labels.unsqueeze(1)).squeeze(1)
 
 
-def ranking_loss(
-    attenuated: Tensor, plain: Tensor, amplified: Tensor, labels: Tensor, margin: float = 0.1
-) -> Tensor:
+def ranking_loss(attenuated: Tensor, plain: Tensor, amplified: Tensor, labels: Tensor, margin: float = 0.1) -> Tensor:
     """Hinge ranking of the true class's log-probability: attenuated > plain > amplified, each by ``margin``.
 
     ``mean(relu(m - (lp_att - lp_plain))) + mean(relu(m - (lp_plain - lp_amp)))``; zero once both gaps exceed
@@ -179,8 +177,15 @@ class A3LossConfig:
 
     def __post_init__(self) -> None:
         self.at = check_choice(self.at, ("pgd", "trades"), "adversarial training method (at)")
-        for name in ("eps", "step_size", "trades_beta", "contrastive_weight", "ranking_weight", "margin",
-                     "degradation_weight"):
+        for name in (
+            "eps",
+            "step_size",
+            "trades_beta",
+            "contrastive_weight",
+            "ranking_weight",
+            "margin",
+            "degradation_weight",
+        ):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
                 raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
@@ -448,6 +453,7 @@ def train_a3(
 
     epoch_offset = 0
     for k, (phase_epochs, phase_lr) in enumerate(phases):
+
         def on_event(event: dict[str, Any], offset: int = epoch_offset) -> None:
             if "epoch" in event:
                 event = {**event, "epoch": event["epoch"] + offset}

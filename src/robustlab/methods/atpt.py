@@ -125,8 +125,9 @@ class TTAConfig:
         method = check_choice(self.method, TTA_METHODS, "method (--method)")
         for name, choices in (("mixing", MIXINGS), ("loss", LOSSES), ("fusion", FUSIONS)):
             value = getattr(self, name)
-            object.__setattr__(self, name, check_choice(
-                METHOD_DEFAULTS[method][name] if value is None else value, choices, name))
+            object.__setattr__(
+                self, name, check_choice(METHOD_DEFAULTS[method][name] if value is None else value, choices, name)
+            )
         check_choice(self.attention, ATTENTION_KINDS, "attention")
         if not isinstance(self.n_views, int) or self.n_views < 2:
             raise ValueError(f"n_views must be an integer >= 2 (view 0 plus augmented views), got {self.n_views!r}")
@@ -137,8 +138,10 @@ class TTAConfig:
         if self.lr <= 0 or self.weight_decay < 0:
             raise ValueError(f"lr must be > 0 and weight_decay >= 0, got {self.lr!r} and {self.weight_decay!r}")
         if not 0 < self.ratio <= 1 or not 0 <= self.m_high <= 1 or not 0 <= self.m_low <= 1:
-            raise ValueError(f"need 0 < ratio <= 1 and m_high, m_low in [0, 1]; got ratio={self.ratio}, "
-                             f"m_high={self.m_high}, m_low={self.m_low}")
+            raise ValueError(
+                f"need 0 < ratio <= 1 and m_high, m_low in [0, 1]; got ratio={self.ratio}, "
+                f"m_high={self.m_high}, m_low={self.m_low}"
+            )
         if not isinstance(self.attention_batch, int) or self.attention_batch < 1:
             raise ValueError(f"attention_batch must be an integer >= 1, got {self.attention_batch!r}")
         if self.tv_temperature <= 0 or self.rtpt_temperature <= 0 or self.rtpt_neighbours < 1:
@@ -259,8 +262,9 @@ class TestTimeTuner(nn.Module):
         if cfg.mixing == "none":
             mixed = bases
         else:
-            augmented = straight_through_augmix(bases, severity=cfg.augmix_severity, width=cfg.augmix_width,
-                                                generator=generator)
+            augmented = straight_through_augmix(
+                bases, severity=cfg.augmix_severity, width=cfg.augmix_width, generator=generator
+            )
             if cfg.mixing == "full":
                 mixed = augmented
             else:
@@ -316,9 +320,7 @@ class TestTimeTuner(nn.Module):
         with sdpa_kernel(SDPBackend.MATH):
             return self._adapt(image, generator, reset, differentiable)
 
-    def _adapt(
-        self, image: Tensor, generator: torch.Generator | None, reset: bool, differentiable: bool
-    ) -> TTAResult:
+    def _adapt(self, image: Tensor, generator: torch.Generator | None, reset: bool, differentiable: bool) -> TTAResult:
         cfg = self.config
         if reset:
             self.learner.reset()
@@ -326,8 +328,14 @@ class TestTimeTuner(nn.Module):
         with torch.enable_grad() if differentiable else torch.no_grad():
             if cfg.method == "zeroshot":
                 probs = self.prompt_logits(image.unsqueeze(0), ctx0)[0].softmax(dim=-1)
-                return TTAResult(probs, int(probs.argmax()), ctx0, torch.ones(1, device=probs.device), 0.0,
-                                 torch.zeros(1, dtype=torch.long))
+                return TTAResult(
+                    probs,
+                    int(probs.argmax()),
+                    ctx0,
+                    torch.ones(1, device=probs.device),
+                    0.0,
+                    torch.zeros(1, dtype=torch.long),
+                )
             views = self.views(image, generator=generator)
             features = encode_images(self.model, views)
         with torch.no_grad():
@@ -340,8 +348,9 @@ class TestTimeTuner(nn.Module):
             return marginal_entropy(logits) if cfg.loss == "marginal" else entropy(logits).mean()
 
         with torch.enable_grad():
-            ctx = adamw_steps(ctx0, loss_fn, steps=cfg.steps, lr=cfg.lr, weight_decay=cfg.weight_decay,
-                              create_graph=differentiable)
+            ctx = adamw_steps(
+                ctx0, loss_fn, steps=cfg.steps, lr=cfg.lr, weight_decay=cfg.weight_decay, create_graph=differentiable
+            )
         with torch.no_grad():
             self.learner.ctx.copy_(ctx.detach())
         with torch.enable_grad() if differentiable else torch.no_grad():

@@ -114,8 +114,9 @@ def zero_shot_pgd(
     """
     cfg = config or TTAAttackConfig()
     model = _PromptZeroShot(tuner, tuner.learner.init_ctx if ctx is None else ctx)
-    return pgd(model, images, labels, eps=cfg.eps, steps=cfg.steps, step_size=cfg.pgd_step, norm="linf",
-               generator=generator)
+    return pgd(
+        model, images, labels, eps=cfg.eps, steps=cfg.steps, step_size=cfg.pgd_step, norm="linf", generator=generator
+    )
 
 
 def adaptive_pgd(
@@ -263,8 +264,14 @@ def evaluate_tta(
             preds, ents = torch.empty(n, dtype=torch.long), torch.empty(n)
             for i in range(n):
                 stale = tuner.learner.ctx.detach().clone()
-                adversarial = zero_shot_pgd(tuner, images[i:i + 1], labels[i:i + 1], config=cfg, ctx=stale,
-                                            generator=[make_generator(seed, "tta-pgd", indices[i])])[0]
+                adversarial = zero_shot_pgd(
+                    tuner,
+                    images[i : i + 1],
+                    labels[i : i + 1],
+                    config=cfg,
+                    ctx=stale,
+                    generator=[make_generator(seed, "tta-pgd", indices[i])],
+                )[0]
                 result = tuner.adapt(adversarial, generator=view_generator(i))
                 preds[i], ents[i] = result.prediction, result.weight_entropy
             out.predictions[condition], out.weight_entropy[condition] = preds, ents
@@ -275,8 +282,9 @@ def evaluate_tta(
             for i in range(n):
                 if int(preds[i]) != int(labels[i]):
                     continue  # the non-adaptive example already breaks the defence on this sample
-                adversarial = adaptive_pgd(tuner, images[i], int(labels[i]), config=cfg, init=pgd_examples[i],
-                                           seed=seed, index=indices[i])
+                adversarial = adaptive_pgd(
+                    tuner, images[i], int(labels[i]), config=cfg, init=pgd_examples[i], seed=seed, index=indices[i]
+                )
                 result = tuner.adapt(adversarial, generator=view_generator(i))
                 preds[i], ents[i] = result.prediction, result.weight_entropy
             out.predictions[condition], out.weight_entropy[condition] = preds, ents
@@ -284,7 +292,6 @@ def evaluate_tta(
         done += n
         report(f"{tuner.config.method}: {condition}")
     return out
-
 
 
 def evaluate_tta_dataset(

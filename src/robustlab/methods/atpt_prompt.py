@@ -104,13 +104,13 @@ class PromptLearner(nn.Module):
             prompts = prompts[:, : int(prompts.argmax(dim=-1).max()) + 1]
         with torch.no_grad():
             embedded = clip.token_embedding(prompts)
-            init = clip.token_embedding(ctx_ids)[0, 1:1 + n_ctx]
+            init = clip.token_embedding(ctx_ids)[0, 1 : 1 + n_ctx]
         self._clip = [clip]  # not a submodule: CLIP stays outside this module's parameters and state dict
         self.n_ctx = n_ctx
         self.class_names = names
         self.register_buffer("tokens", prompts, persistent=False)
         self.register_buffer("prefix", embedded[:, :1].clone(), persistent=False)
-        self.register_buffer("suffix", embedded[:, 1 + n_ctx:].clone(), persistent=False)
+        self.register_buffer("suffix", embedded[:, 1 + n_ctx :].clone(), persistent=False)
         self.register_buffer("init_ctx", init.clone())
         self.ctx = nn.Parameter(init.clone())
 

@@ -43,8 +43,9 @@ def sample_resized_crops(
         ``(n, 2, 3)`` float32 matrices in ``grid_sample``'s normalised coordinates.
     """
     area = torch.empty(n, dtype=torch.float64).uniform_(scale[0], scale[1], generator=generator)
-    log_ratio = torch.empty(n, dtype=torch.float64).uniform_(math.log(ratio[0]), math.log(ratio[1]),
-                                                             generator=generator)
+    log_ratio = torch.empty(n, dtype=torch.float64).uniform_(
+        math.log(ratio[0]), math.log(ratio[1]), generator=generator
+    )
     aspect = log_ratio.exp()
     width = (area * aspect).sqrt().clamp(max=1.0)
     height = (area / aspect).sqrt().clamp(max=1.0)
@@ -106,8 +107,9 @@ def is_vit_tower(model: Classifier) -> bool:
     return hasattr(visual, "transformer") and hasattr(visual, "grid_size")
 
 
-def attention_maps(model: Classifier, images: Tensor, labels: Tensor, kind: str = "token_gradient",
-                   quantile: float = 0.99) -> Tensor:
+def attention_maps(
+    model: Classifier, images: Tensor, labels: Tensor, kind: str = "token_gradient", quantile: float = 0.99
+) -> Tensor:
     """Each view's attention map on the token (ViT) or feature (ResNet) grid, in [0, 1], detached.
 
     ViT towers use the rollout named by ``kind`` (see :data:`ATTENTION_KINDS`); ResNet towers use

@@ -52,14 +52,13 @@ def resolve_class_names(
     Raises:
         ValueError: ``num_classes`` not a positive integer, empty ``class_names``, or the two disagree.
     """
-    if num_classes is not None and (isinstance(num_classes, bool) or not isinstance(num_classes, int)
-                                    or num_classes < 1):
+    if num_classes is not None and (
+        isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1
+    ):
         raise ValueError(f"{spec}: num_classes must be a positive integer, got {num_classes!r}")
     if class_names is not None:
         if isinstance(class_names, str):
-            raise ValueError(
-                f"{spec}: class_names must be a sequence of names, got the string {class_names!r}"
-            )
+            raise ValueError(f"{spec}: class_names must be a sequence of names, got the string {class_names!r}")
         names = [str(n) for n in class_names]
         if not names:
             raise ValueError(f"{spec}: class_names must not be empty")
@@ -124,9 +123,7 @@ def find_weights(
         f"pass weights=<path to a checkpoint>, or use pretrained=False for random weights"
     )
     if root is None:
-        raise FileNotFoundError(
-            f"{spec}: no pretrained weights, because no data folder is configured. Fix: {fixes}."
-        )
+        raise FileNotFoundError(f"{spec}: no pretrained weights, because no data folder is configured. Fix: {fixes}.")
     folder = root / "weights" / subdir
     matches = sorted(folder.glob(pattern))
     if not matches:

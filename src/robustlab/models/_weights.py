@@ -103,7 +103,7 @@ def unwrap_state_dict(content: Any, path: str | os.PathLike[str]) -> dict[str, T
         )
     state = {str(k): v for k, v in content.items()}
     if all(k.startswith("module.") for k in state):
-        state = {k[len("module."):]: v for k, v in state.items()}
+        state = {k[len("module.") :]: v for k, v in state.items()}
     return state
 
 
@@ -153,8 +153,11 @@ def load_into(
             f"{source} does not match {type(net).__name__} ({'; '.join(parts)}); "
             "is it a checkpoint of this architecture?"
         )
-    wrong = [f"{k} {tuple(given[k].shape)} vs {tuple(v.shape)}" for k, v in expected.items()
-             if k in given and given[k].shape != v.shape]
+    wrong = [
+        f"{k} {tuple(given[k].shape)} vs {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in given and given[k].shape != v.shape
+    ]
     if wrong:
         raise ValueError(
             f"{source} has tensors of the wrong shape for {type(net).__name__} (file vs model): "

@@ -68,7 +68,7 @@ LOADERS: dict[str, Loader] = {
 def _spec_of(key: str) -> str:
     for scheme in _REGISTERED_SCHEMES:
         if key.startswith(scheme + "_"):
-            return f"{scheme}:{key[len(scheme) + 1:]}"
+            return f"{scheme}:{key[len(scheme) + 1 :]}"
     return key
 
 
@@ -191,8 +191,9 @@ def _build(
     if sep and scheme in LOADERS:
         if not name:
             raise ValueError(f"{spec!r} names no model; expected {LOADERS[scheme].template!r}")
-        model = LOADERS[scheme].load(name, pretrained=pretrained, weights=weights, class_names=class_names,
-                                     num_classes=num_classes)
+        model = LOADERS[scheme].load(
+            name, pretrained=pretrained, weights=weights, class_names=class_names, num_classes=num_classes
+        )
     elif sep and is_user_model(spec):
         # the user's own network: path/to/file.py:ClassName or package.module:factory (robustlab.models.custom)
         model = create_custom_model(spec, weights=weights, class_names=class_names, num_classes=num_classes)
@@ -207,6 +208,7 @@ def _build(
         key = _key_of(spec)
         if key not in MODELS:
             raise ValueError(close_matches_message("model", spec, _known_specs()))
-        model = MODELS.get(key)(pretrained=pretrained, weights=weights, class_names=class_names,
-                                num_classes=num_classes, data_dir=data_dir)
+        model = MODELS.get(key)(
+            pretrained=pretrained, weights=weights, class_names=class_names, num_classes=num_classes, data_dir=data_dir
+        )
     return model

@@ -116,9 +116,7 @@ def _read_checkpoint(path: Path) -> tuple[dict[str, Any], dict[str, Tensor]]:
     if not isinstance(meta, Mapping) or meta.get("format", FORMAT) != FORMAT:
         raise ValueError(_NOT_A_CHECKPOINT.format(path=str(path), why="unknown format"))
     if int(meta.get("version", VERSION)) > VERSION:
-        raise ValueError(
-            f"{path} is a version {meta['version']} checkpoint; this robustlab reads up to {VERSION}"
-        )
+        raise ValueError(f"{path} is a version {meta['version']} checkpoint; this robustlab reads up to {VERSION}")
     if not isinstance(state, Mapping) or not all(isinstance(v, Tensor) for v in state.values()):
         raise ValueError(f"{path}: 'state_dict' must map names to tensors")
     return dict(meta), dict(state)
@@ -148,9 +146,7 @@ def load_checkpoint(
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(
-            f"checkpoint {path} does not exist (create_model('file:<path>') needs a file)"
-        )
+        raise FileNotFoundError(f"checkpoint {path} does not exist (create_model('file:<path>') needs a file)")
     meta, state = _read_checkpoint(path)
     arch = meta.get("arch")
     if not isinstance(arch, str) or not arch or arch.startswith("file:"):
@@ -160,9 +156,7 @@ def load_checkpoint(
         saved_names = [str(n) for n in saved]
         names = resolve_class_names(class_names, num_classes, default=saved_names, spec=f"file:{path}")
         if len(names) != len(saved_names):
-            raise ValueError(
-                f"{path} has {len(saved_names)} outputs; got {len(names)} class names / num_classes"
-            )
+            raise ValueError(f"{path} has {len(saved_names)} outputs; got {len(names)} class names / num_classes")
         if is_user_model(arch):  # the user's own network, with the pixel contract it was saved with
             model = create_custom_model(arch, mean=meta.get("mean"), std=meta.get("std"),
                                         input_size=meta.get("input_size"), class_names=saved_names)  # fmt: skip
@@ -177,9 +171,7 @@ def load_checkpoint(
     if "mean" in meta and "std" in meta:
         channels = model.input_size[0]
         if len(meta["mean"]) != channels or len(meta["std"]) != channels:
-            raise ValueError(
-                f"{path}: mean/std need {channels} entries, got {meta['mean']} and {meta['std']}"
-            )
+            raise ValueError(f"{path}: mean/std need {channels} entries, got {meta['mean']} and {meta['std']}")
         model.mean.copy_(torch.tensor(meta["mean"], dtype=torch.float32).view(1, -1, 1, 1))
         model.std.copy_(torch.tensor(meta["std"], dtype=torch.float32).view(1, -1, 1, 1))
     if "input_size" in meta:

@@ -103,7 +103,4 @@ class Classifier(nn.Module):
         return self.net(self.normalize(images))
 
     def extra_repr(self) -> str:
-        return (
-            f"name={self.name!r}, input_size={self.input_size}, classes={self.num_classes}, "
-            f"family={self.family!r}"
-        )
+        return f"name={self.name!r}, input_size={self.input_size}, classes={self.num_classes}, family={self.family!r}"

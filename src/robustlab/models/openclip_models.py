@@ -71,18 +71,14 @@ class ZeroShotCLIP(nn.Module):
     ) -> None:
         super().__init__()
         if not templates or any("{}" not in t for t in templates):
-            raise ValueError(
-                f"every prompt template needs one '{{}}' for the class name, got {list(templates)}"
-            )
+            raise ValueError(f"every prompt template needs one '{{}}' for the class name, got {list(templates)}")
         self.clip = clip
         self.tokenizer = tokenizer
         self.templates = tuple(templates)
         self.register_buffer("text_weights", self.encode_class_names(class_names))
 
     @torch.no_grad()
-    def encode_class_names(
-        self, class_names: Sequence[str], templates: Sequence[str] | None = None
-    ) -> Tensor:
+    def encode_class_names(self, class_names: Sequence[str], templates: Sequence[str] | None = None) -> Tensor:
         """Text classifier weights: per class, the normalised mean of its normalised prompt embeddings.
 
         Args:
@@ -96,10 +92,12 @@ class ZeroShotCLIP(nn.Module):
         prompts = [t.format(name) for name in class_names for t in templates]
         device = next(self.clip.parameters()).device
         tokens = self.tokenizer(prompts)
-        features = torch.cat([
-            F.normalize(self._open_clip.encode_text(chunk.to(device)).float(), dim=-1)
-            for chunk in tokens.split(_TEXT_BATCH)
-        ])
+        features = torch.cat(
+            [
+                F.normalize(self._open_clip.encode_text(chunk.to(device)).float(), dim=-1)
+                for chunk in tokens.split(_TEXT_BATCH)
+            ]
+        )
         per_class = features.view(len(class_names), len(templates), -1).mean(dim=1)
         return F.normalize(per_class, dim=-1).T.contiguous()
 
@@ -162,9 +160,7 @@ def create_openclip_model(
     tag_cfg = open_clip.get_pretrained_cfg(arch, tag) if tag else {}
     tags = open_clip.list_pretrained_tags_by_model(arch)
     if tag and not tag_cfg:
-        raise ValueError(
-            f"{spec}: unknown pretrained tag {tag!r} for {arch}; known tags: {', '.join(tags) or 'none'}"
-        )
+        raise ValueError(f"{spec}: unknown pretrained tag {tag!r} for {arch}; known tags: {', '.join(tags) or 'none'}")
     fetch = pretrained and weights is None
     if fetch and not tag:
         raise ValueError(
@@ -190,9 +186,7 @@ def create_openclip_model(
     try:
         tokenizer = open_clip.get_tokenizer(arch)
     except (OSError, RuntimeError, ValueError) as e:
-        raise RuntimeError(
-            f"{spec}: could not create the tokenizer of {arch} ({e}); it may need network"
-        ) from e
+        raise RuntimeError(f"{spec}: could not create the tokenizer of {arch} ({e}); it may need network") from e
     clip.eval()  # text embeddings are computed here, once, in inference mode
     net = ZeroShotCLIP(clip, tokenizer, names, templates)
     config = {**open_clip.get_model_preprocess_cfg(clip), **tag_cfg}

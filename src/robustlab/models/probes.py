@@ -37,9 +37,7 @@ _GAP_LINEAR = (
 
 def _check_classifier(model: object, what: str) -> Classifier:
     if not isinstance(model, Classifier):
-        raise ValueError(
-            f"{what} needs a robustlab Classifier (from create_model), got {type(model).__name__}"
-        )
+        raise ValueError(f"{what} needs a robustlab Classifier (from create_model), got {type(model).__name__}")
     return model
 
 
@@ -186,7 +184,7 @@ class ViTProbe:
 
     def token_map(self, block: int = -1) -> Tensor:
         """Patch tokens of one block as a feature map ``(N, D, h, w)`` (prefix tokens dropped)."""
-        patches = self.tokens[block][:, self.num_prefix_tokens:]
+        patches = self.tokens[block][:, self.num_prefix_tokens :]
         return patches.transpose(1, 2).reshape(patches.shape[0], patches.shape[2], *self.grid)
 
 
@@ -210,9 +208,7 @@ def _vit_parts(model: Classifier) -> _ViTParts:
             a for b in blocks if isinstance(a := getattr(b, "attn", None), nn.MultiheadAttention)
         ]
         if len(attentions) != len(blocks):
-            raise ValueError(
-                f"{name}: vit_probe reads nn.MultiheadAttention in open_clip towers; this one differs"
-            )
+            raise ValueError(f"{name}: vit_probe reads nn.MultiheadAttention in open_clip towers; this one differs")
         grid = tuple(int(v) for v in visual.grid_size)
         return _ViTParts(blocks, attentions, 1, (grid[0], grid[1]), bool(visual.transformer.batch_first))
     # timm VisionTransformer and relatives
@@ -220,7 +216,8 @@ def _vit_parts(model: Classifier) -> _ViTParts:
         blocks = list(net.get_submodule("blocks").children())
         found_attentions = [getattr(b, "attn", None) for b in blocks]
         attentions = [
-            a for a in found_attentions
+            a
+            for a in found_attentions
             if isinstance(a, nn.Module)
             and hasattr(a, "fused_attn")
             and isinstance(getattr(a, "attn_drop", None), nn.Module)

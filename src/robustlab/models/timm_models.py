@@ -39,8 +39,7 @@ def timm_family(net: nn.Module) -> str:
     if not has_attention:
         return "cnn"
     has_spatial_conv = any(
-        isinstance(m, nn.Conv2d) and max(m.kernel_size) > 1 and tuple(m.kernel_size) != tuple(m.stride)
-        for m in modules
+        isinstance(m, nn.Conv2d) and max(m.kernel_size) > 1 and tuple(m.kernel_size) != tuple(m.stride) for m in modules
     )
     return "hybrid" if has_spatial_conv else "vit"
 
@@ -107,9 +106,7 @@ def create_timm_model(
         load_into(net, read_state_dict(weights), Path(weights))
     outputs = int(getattr(net, "num_classes", 0) or 0)
     if outputs <= 0:
-        raise ValueError(
-            f"{spec} has no classifier head (num_classes=0); it is a feature extractor, not a classifier"
-        )
+        raise ValueError(f"{spec} has no classifier head (num_classes=0); it is a feature extractor, not a classifier")
     if requested is not None:
         names = requested
     elif outputs == 1000:

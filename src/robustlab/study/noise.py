@@ -100,8 +100,17 @@ def _needs_resize(native: ImageDataset, fitted: ImageDataset) -> bool:
 
 
 def _pixel_noise_sweep(
-    clf: Any, native: ImageDataset, spec: str, levels: list[float], *, store: Any, run_id: str, seed: int,
-    batch_size: int, device: Any, callback: Callable[[dict[str, Any]], None] | None,
+    clf: Any,
+    native: ImageDataset,
+    spec: str,
+    levels: list[float],
+    *,
+    store: Any,
+    run_id: str,
+    seed: int,
+    batch_size: int,
+    device: Any,
+    callback: Callable[[dict[str, Any]], None] | None,
 ) -> tuple[dict[float, float], int]:
     """Accuracy per σ with noise before the resize; each σ is one store cell (resumed when present)."""
     from robustlab.data.preprocess import Preprocess
@@ -152,8 +161,20 @@ def parse_sigmas(sigmas: str | Sequence[float]) -> list[float]:
 
 
 def _study_model(
-    spec: str, *, data: str, split: str, n: int | None, data_dir: Any, pretrained: bool, device: Any,
-    levels: list[float], noise_at: str, seed: int, batch_size: int, store: Any, run_id: str,
+    spec: str,
+    *,
+    data: str,
+    split: str,
+    n: int | None,
+    data_dir: Any,
+    pretrained: bool,
+    device: Any,
+    levels: list[float],
+    noise_at: str,
+    seed: int,
+    batch_size: int,
+    store: Any,
+    run_id: str,
     callback: Callable[[dict[str, Any]], None] | None,
 ) -> tuple[list[float], int]:
     """One model's accuracy per σ (``levels``) and its architecture attributes, written to ``store`` under
@@ -214,8 +235,15 @@ def _ray_study_model(
 
 
 def _run_on_ray(
-    models: Sequence[str], kwargs: dict[str, Any], *, store: Any, run_id: str, address: str | None, retries: int,
-    callback: Callable[[dict[str, Any]], None] | None, result: NoiseStudy,
+    models: Sequence[str],
+    kwargs: dict[str, Any],
+    *,
+    store: Any,
+    run_id: str,
+    address: str | None,
+    retries: int,
+    callback: Callable[[dict[str, Any]], None] | None,
+    result: NoiseStudy,
 ) -> None:
     try:
         import ray
@@ -333,8 +361,16 @@ def noise_study(
 
 
 def _equivalent_command(
-    models: Sequence[str], data: str, levels: list[float], *, n: int | None, noise_at: str, seed: int,
-    data_dir: Any, pretrained: bool, backend: str,
+    models: Sequence[str],
+    data: str,
+    levels: list[float],
+    *,
+    n: int | None,
+    noise_at: str,
+    seed: int,
+    data_dir: Any,
+    pretrained: bool,
+    backend: str,
 ) -> str:
     """The ``robustlab study noise`` command that measures these cells again (for runs started from Python)."""
     import shlex

@@ -120,8 +120,7 @@ def create_optimizer(model: nn.Module, config: FitConfig) -> torch.optim.Optimiz
 def _check_dataset(data: object, name: str) -> None:
     if not (hasattr(data, "get_batch") and hasattr(data, "__len__")):
         raise ValueError(
-            f"{name} must be a robustlab ImageDataset (wrap tensors in ArrayDataset), "
-            f"got {type(data).__name__}"
+            f"{name} must be a robustlab ImageDataset (wrap tensors in ArrayDataset), got {type(data).__name__}"
         )
     if len(data) == 0:
         raise ValueError(f"{name} is empty")
@@ -385,9 +384,7 @@ def _fit(
         start_batch, carried, carried_seconds = 0, [0.0, 0.0, 0.0], 0.0
 
     barrier()  # rank 0's last checkpoint is complete before any rank moves on
-    return FitResult(
-        epochs=len(history), steps=step, train_loss=last_loss, history=history, checkpoint=cfg.checkpoint
-    )
+    return FitResult(epochs=len(history), steps=step, train_loss=last_loss, history=history, checkpoint=cfg.checkpoint)
 
 
 class _StatefulLoss(Protocol):
