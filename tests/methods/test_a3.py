@@ -6,8 +6,8 @@ import math
 
 import pytest
 import torch
-from torch import nn
 
+from a3_helpers import images, switch_some_channels_on, tiny
 from robustlab.data import ArrayDataset
 from robustlab.methods import a3
 from robustlab.methods.a3 import (
@@ -21,7 +21,6 @@ from robustlab.methods.a3 import (
     ranking_loss,
     train_a3,
 )
-from robustlab.models import Classifier
 
 
 @pytest.fixture(autouse=True)
@@ -31,35 +30,6 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
-
-
-class _TinyNet(nn.Module):
-    """Two ReLU stages (the first with BatchNorm, so there are running statistics to disturb), GAP, linear."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.stage1 = nn.Sequential(nn.Conv2d(3, 6, 3, padding=1), nn.BatchNorm2d(6), nn.ReLU())
-        self.stage2 = nn.Sequential(nn.Conv2d(6, 8, 3, padding=1, stride=2), nn.ReLU())
-        self.fc = nn.Linear(8, 4)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.stage2(self.stage1(x)).mean(dim=(2, 3)))
-
-
-def _tiny(seed: int = 0) -> Classifier:
-    torch.manual_seed(seed)
-    return Classifier(_TinyNet(), mean=(0.5,) * 3, std=(0.25,) * 3, input_size=(3, 8, 8),
-                      class_names=list("abcd"), name="tiny").eval()  # fmt: skip
-
-
-def _images(n: int = 6, size: int = 8, seed: int = 0) -> torch.Tensor:
-    return torch.rand(n, 3, size, size, generator=torch.Generator().manual_seed(seed))
-
-
-def _switch_some_channels_on(model: nn.Module) -> None:
-    with torch.no_grad():
-        for block in get_attachment(model).modules_in_order():
-            block.logits.copy_(torch.linspace(-2, 2, block.channels))
 
 
 # --- settings and attachment errors that involve the losses (the module's own tests: tests/models/test_a3_module.py)
@@ -77,7 +47,7 @@ def test_config_errors_name_the_setting() -> None:
 
 
 def test_unknown_layer_and_bad_attachments_raise_clear_errors() -> None:
-    model = _tiny()
+    model = tiny()
     with pytest.raises(ValueError, match="no submodule 'net.stage3'.*Did you mean"):
         attach(model, ["net.stage3"])
     with pytest.raises(ValueError, match="feature-map output"):
@@ -89,7 +59,7 @@ def test_unknown_layer_and_bad_attachments_raise_clear_errors() -> None:
     with pytest.raises(ValueError, match="already has A3"):
         attach(model, ["net.stage2"])
     with pytest.raises(ValueError, match="needs a model with A3 attached"):
-        a3_loss(_tiny(), _images(), torch.zeros(6, dtype=torch.long))
+        a3_loss(tiny(), images(), torch.zeros(6, dtype=torch.long))
 
 
 # --- losses -----------------------------------------------------------------------------------------------------
@@ -127,11 +97,11 @@ def test_degradation_loss_targets_the_top_wrong_class() -> None:
 
 @pytest.mark.parametrize("at", ["pgd", "trades"])
 def test_a3_loss_on_a_tiny_model_reaches_the_mask_and_keeps_modes(at: str) -> None:
-    model = _tiny()
+    model = tiny()
     attach(model, ["net.stage2"])
-    _switch_some_channels_on(model)
+    switch_some_channels_on(model)
     model.train()
-    x, y = _images(8), torch.arange(8) % 4
+    x, y = images(8), torch.arange(8) % 4
     loss, logits, parts = a3_loss(model, x, y, A3LossConfig(at=at), generator=torch.Generator().manual_seed(0))
     block = get_attachment(model).modules_in_order()[0]
     assert model.training and block.mode == "attenuate" and block.generator is None
@@ -150,8 +120,8 @@ def test_a3_loss_on_a_tiny_model_reaches_the_mask_and_keeps_modes(at: str) -> No
 
 
 def test_without_a3_and_a3_weights_zero_the_loss_is_plain_adversarial_training() -> None:
-    model = _tiny()
-    x, y = _images(8), torch.arange(8) % 4
+    model = tiny()
+    x, y = images(8), torch.arange(8) % 4
     cfg = A3LossConfig(steps=3, contrastive_weight=0, ranking_weight=0, degradation_weight=0)
     loss, logits, parts = a3_loss(model, x, y, cfg, generator=torch.Generator().manual_seed(0))
     from robustlab.attacks import pgd
@@ -165,7 +135,7 @@ def test_train_a3_keeps_best_pgd20_state_and_step_decay() -> None:
     gen = torch.Generator().manual_seed(0)
     images, labels = torch.rand(48, 3, 8, 8, generator=gen), torch.arange(48) % 4
     data = ArrayDataset(images, labels, class_names=list("abcd"), name="random")
-    model = _tiny()
+    model = tiny()
     attach(model, ["net.stage2"])
     cfg = A3LossConfig(steps=2)
     result = train_a3(model, data, val_data=data, epochs=4, lr=0.05, milestones=(0.5,), batch_size=16,

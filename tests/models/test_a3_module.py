@@ -7,9 +7,9 @@ import math
 
 import pytest
 import torch
-from torch import nn
 
-from robustlab.models import Classifier, create_model, save_checkpoint
+from a3_helpers import images, switch_some_channels_on, tiny
+from robustlab.models import create_model, save_checkpoint
 from robustlab.models.a3_module import (
     A3Config,
     A3Module,
@@ -32,35 +32,6 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
-
-
-class _TinyNet(nn.Module):
-    """Two ReLU stages (the first with BatchNorm, so there are running statistics to disturb), GAP, linear."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.stage1 = nn.Sequential(nn.Conv2d(3, 6, 3, padding=1), nn.BatchNorm2d(6), nn.ReLU())
-        self.stage2 = nn.Sequential(nn.Conv2d(6, 8, 3, padding=1, stride=2), nn.ReLU())
-        self.fc = nn.Linear(8, 4)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.stage2(self.stage1(x)).mean(dim=(2, 3)))
-
-
-def _tiny(seed: int = 0) -> Classifier:
-    torch.manual_seed(seed)
-    return Classifier(_TinyNet(), mean=(0.5,) * 3, std=(0.25,) * 3, input_size=(3, 8, 8),
-                      class_names=list("abcd"), name="tiny").eval()  # fmt: skip
-
-
-def _images(n: int = 6, size: int = 8, seed: int = 0) -> torch.Tensor:
-    return torch.rand(n, 3, size, size, generator=torch.Generator().manual_seed(seed))
-
-
-def _switch_some_channels_on(model: nn.Module) -> None:
-    with torch.no_grad():
-        for block in get_attachment(model).modules_in_order():
-            block.logits.copy_(torch.linspace(-2, 2, block.channels))
 
 
 # --- the module -------------------------------------------------------------------------------------------------
@@ -129,13 +100,13 @@ def test_fixed_random_mask_and_no_factor_options() -> None:
 
 
 def test_detached_model_is_bit_identical_to_the_original() -> None:
-    model = _tiny()
-    x = _images()
+    model = tiny()
+    x = images()
     with torch.no_grad():
         before = model(x)
         state = {k: v.clone() for k, v in model.state_dict().items()}
         attach(model, ["net.stage1", "net.stage2"])
-        _switch_some_channels_on(model)
+        switch_some_channels_on(model)
         assert not torch.equal(model(x), before)  # attached and attenuating: a different function
         with a3_mode(model, "off"):
             assert torch.equal(model(x), before)
@@ -148,10 +119,10 @@ def test_detached_model_is_bit_identical_to_the_original() -> None:
 
 
 def test_eval_mode_is_deterministic_and_modes_switch_and_restore() -> None:
-    model = _tiny()
+    model = tiny()
     attach(model, ["stage2"])  # "stage2" is accepted for "net.stage2"
-    _switch_some_channels_on(model)
-    x = _images()
+    switch_some_channels_on(model)
+    x = images()
     with torch.no_grad():
         first, second = model(x), model(x)
         assert torch.equal(first, second)
@@ -169,11 +140,11 @@ def test_eval_mode_is_deterministic_and_modes_switch_and_restore() -> None:
 def test_a_deep_copy_applies_its_own_modules() -> None:
     import copy
 
-    model = _tiny()
+    model = tiny()
     attach(model, ["net.stage2"])
-    _switch_some_channels_on(model)
+    switch_some_channels_on(model)
     twin = copy.deepcopy(model)
-    x = _images()
+    x = images()
     with torch.no_grad():
         assert torch.equal(twin(x), model(x))
         get_attachment(twin).modules_in_order()[0].logits.fill_(-5.0)  # all channels off in the copy only
@@ -186,7 +157,7 @@ def test_a_deep_copy_applies_its_own_modules() -> None:
 
 
 def test_added_parameters_are_one_logit_per_channel() -> None:
-    model = _tiny()
+    model = tiny()
     base = sum(p.numel() for p in model.parameters())
     attach(model, ["net.stage1", "net.stage2"])
     assert added_parameters(model) == 6 + 8
@@ -197,7 +168,7 @@ def test_default_layers_pick_the_last_stages() -> None:
     resnet = create_model("cifar:resnet20", pretrained=False)
     assert default_layers(resnet) == ["net.layer3"]
     assert default_layers(resnet, 2) == ["net.layer2", "net.layer3"]
-    assert default_layers(_tiny(), 2) == ["net.stage1", "net.stage2"]
+    assert default_layers(tiny(), 2) == ["net.stage1", "net.stage2"]
     attach(resnet)
     assert added_parameters(resnet) == 64
 
@@ -205,7 +176,7 @@ def test_default_layers_pick_the_last_stages() -> None:
 def test_checkpoint_round_trip_reattaches_a3(tmp_path) -> None:
     model = create_model("cifar:small_cnn", pretrained=False)
     attach(model, stages=2, config=A3Config(beta=0.5, use_factor=False))
-    _switch_some_channels_on(model)
+    switch_some_channels_on(model)
     x = torch.rand(2, 3, 32, 32)
     for name in ("a3.pt", "a3.safetensors"):
         save_checkpoint(model, tmp_path / name)
