@@ -1,4 +1,4 @@
-"""AR2: CAM-guided repair of a pretrained CNN against common corruptions (seed 000, arXiv 2507.06332).
+"""AR2: CAM-guided repair of a pretrained CNN against common corruptions (arXiv 2507.06332).
 
 Two copies of the same pretrained CNN: a frozen *reference* (eval mode, no gradients) that supplies CAM targets
 from clean images, and the *repairing* model. Repair alternates two stages for ``T`` outer iterations:
